@@ -1,0 +1,57 @@
+# Latxa-Instruct MLOps. The README's two commands:
+#   make demo   set up on a fresh machine and run the main job (the study pipeline on the embedded default)
+#   make test   set up on a fresh machine (Python env, Debian packages) and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel from local disk here. GPU users: make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= all,test
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
+comma := ,
+PYTEST_ARGS ?=
+export REFLEX_TELEMETRY_ENABLED=false
+export REFLEX_CHECK_LATEST_VERSION=0
+export HF_HUB_OFFLINE=1
+export HF_DATASETS_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+export RAY_USAGE_STATS_ENABLED=0
+export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false
+export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
+
+.PHONY: help venv sysdeps demo test test-fast k8s-check slurm-up slurm-down arena clean
+
+help:
+	@echo "make demo       - install and run the study pipeline on the embedded default (tiny model, sample data)"
+	@echo "make test       - install everything the tests need and run the whole suite"
+	@echo "make test-fast  - the suite without tests marked slow"
+	@echo "make venv       - create/update the virtual environment ($(VENV))"
+	@echo "make clean      - remove local state (.latxa) and caches"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, so nothing later pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Debian packages the tests use; installed only when missing.
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+demo: venv
+	$(BIN)/latxa demo
+
+test: venv sysdeps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf .latxa .pytest_cache

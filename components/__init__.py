@@ -1,0 +1,1 @@
+"""Core library of the study: registry, configs, data, training, evaluation, KFP components."""

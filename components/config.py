@@ -1,0 +1,162 @@
+"""Typed study configuration (pydantic + YAML).
+
+One file holds the study's hyperparameters and the profiles that adapt them to
+a target (``local`` for 2 CPU cores, ``leonardo-8b``/``leonardo-70b``).
+Unknown keys and wrong types are errors that name the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from latxa.errors import LatxaError
+
+DEFAULT_CONFIG = Path(__file__).with_name("configs") / "study.yaml"
+
+
+class ConfigError(LatxaError, ValueError):
+    """A configuration file that cannot be used; the message is one readable sentence."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    seq_len: int = Field(8192, gt=0)
+    sample_packing: bool = True
+    train_on: Literal["assistant", "all"] = "assistant"
+    shuffle: bool = True
+
+
+class TrainConfig(_Strict):
+    micro_batch_size: int = Field(2, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    epochs: float = Field(4, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    neftune_alpha: float = Field(5.0, ge=0)
+    gradient_checkpointing: bool = True
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    max_grad_norm: float = Field(1.0, gt=0)
+    log_every: int = Field(1, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-5, gt=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.33, ge=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+
+
+class Profile(_Strict):
+    description: str = ""
+    backend: Literal["cpu", "gpu"] = "cpu"
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(0, ge=0)
+    num_workers: int = Field(1, gt=0)
+    gpus_per_worker: float = Field(0, ge=0)
+    deepspeed_stage: Literal[0, 1, 2, 3] = 0
+    offload_optimizer: bool = False
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _gpu_consistency(self) -> "Profile":
+        if self.backend == "gpu" and self.nodes * self.gpus_per_node != self.num_workers:
+            raise ValueError(
+                f"num_workers ({self.num_workers}) must equal nodes x gpus_per_node "
+                f"({self.nodes} x {self.gpus_per_node}) for a GPU profile"
+            )
+        return self
+
+
+class StudyConfig(_Strict):
+    seed: int = 33
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    optim: OptimConfig = OptimConfig()
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+
+    def resolve(self, profile: str | None) -> "ResolvedConfig":
+        """Apply a profile's overrides; the result is what a run actually uses."""
+        if profile is None:
+            return ResolvedConfig(profile=None, study=self, target=Profile())
+        if profile not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise ConfigError(f"Unknown profile '{profile}' (known profiles: {known}).")
+        prof = self.profiles[profile]
+        merged = self.model_dump()
+        for section, values in prof.overrides.items():
+            if section not in ("data", "train", "optim"):
+                raise ConfigError(f"Profile '{profile}' overrides unknown section '{section}' (use data, train or optim).")
+            merged[section].update(values)
+        return ResolvedConfig(profile=profile, study=_validate(merged, f"profile '{profile}'"), target=prof)
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.train.micro_batch_size * self.train.grad_accum
+
+
+class ResolvedConfig(BaseModel):
+    """A study config with one profile applied."""
+
+    model_config = ConfigDict(extra="forbid")
+    profile: str | None
+    study: StudyConfig
+    target: Profile
+
+    @property
+    def world_size(self) -> int:
+        return self.target.num_workers
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.study.global_batch_size * self.world_size
+
+    def flat_params(self) -> dict[str, Any]:
+        """Flat ``section.key -> value`` view, for MLflow params."""
+        out: dict[str, Any] = {"seed": self.study.seed, "profile": self.profile, "world_size": self.world_size}
+        for section in ("data", "train", "optim"):
+            for key, value in getattr(self.study, section).model_dump().items():
+                out[f"{section}.{key}"] = value
+        out["deepspeed_stage"] = self.target.deepspeed_stage
+        return out
+
+
+def _describe(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"Unknown key '{key}' in {where}."
+    return f"Invalid value for '{key}' in {where}: {first['msg']}."
+
+
+def _validate(data: Any, where: str) -> StudyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a YAML mapping, not {type(data).__name__}.")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, where)) from None
+
+
+def load_config(path: str | Path | None = None) -> StudyConfig:
+    """Load and validate a study config (the shipped default when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    return _validate(data, str(path))

@@ -1,0 +1,179 @@
+"""The study's design as data: variant codes, backbones and paper names.
+
+A variant code is ``exp_{B}_{C}{IEU}{IEN}``: backbone B in {0,1,2}, then three
+0/1 flags for Basque corpus (C_EU), Basque instructions (I_EU) and English
+instructions (I_EN). The 70B model is registered separately (``exp_70b_101``
+style codes are not part of the reference nomenclature).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+from latxa.errors import LatxaError
+
+CODE_RE = re.compile(r"^exp_(?P<b>[0-9])_(?P<c>[01])(?P<ieu>[01])(?P<ien>[01])$")
+VALID_FORM = "a valid code looks like exp_B_CIJ with backbone B in 0/1/2 and three 0/1 flags, e.g. exp_2_101"
+
+
+class VariantError(LatxaError, ValueError):
+    """A variant code or paper name that does not follow the study's nomenclature."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    index: int
+    paper: str          # BASE_EN / BASE_EU / INST_EN
+    hf_name: str        # production model name (never downloaded by tests)
+    kind: str           # "base" | "instruct"
+    language: str       # language the backbone was trained for
+    description: str
+
+
+BACKBONES: dict[int, Backbone] = {
+    0: Backbone(0, "BASE_EN", "meta-llama/Llama-3.1-8B", "base", "en", "Llama 3.1 8B"),
+    1: Backbone(1, "BASE_EU", "HiTZ/Latxa-Llama-3.1-8B", "base", "eu", "Latxa 3.1 8B (Basque continued pre-training)"),
+    2: Backbone(2, "INST_EN", "meta-llama/Llama-3.1-8B-Instruct", "instruct", "en", "Llama 3.1 8B Instruct"),
+}
+
+#: The 17 8B variants the study actually trained.
+TRAINED_8B: tuple[str, ...] = tuple(
+    f"exp_{b}_{flags}"
+    for b, flag_list in (
+        (0, ("010", "011", "101", "110", "111")),
+        (1, ("001", "010", "011", "101", "110", "111")),
+        (2, ("010", "011", "100", "101", "110", "111")),
+    )
+    for flags in flag_list
+)
+
+#: The 70B model: Llama-3.1-70B-Instruct + Basque corpus + English instructions.
+MODEL_70B = {
+    "name": "Latxa-Llama-3.1-70B-Instruct",
+    "backbone_hf_name": "meta-llama/Llama-3.1-70B-Instruct",
+    "paper_name": "INST_EN C_EU I_EN (70B)",
+    "corpus_eu": True,
+    "inst_eu": False,
+    "inst_en": True,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    backbone: int
+    corpus_eu: bool
+    inst_eu: bool
+    inst_en: bool
+
+    @property
+    def code(self) -> str:
+        return f"exp_{self.backbone}_{int(self.corpus_eu)}{int(self.inst_eu)}{int(self.inst_en)}"
+
+    @property
+    def backbone_info(self) -> Backbone:
+        return BACKBONES[self.backbone]
+
+    @property
+    def trained(self) -> bool:
+        return self.code in TRAINED_8B
+
+    @property
+    def is_baseline(self) -> bool:
+        """No data at all: the variant *is* its backbone (exp_2_000 = Llama-3.1-8B-Instruct)."""
+        return not (self.corpus_eu or self.inst_eu or self.inst_en)
+
+    @property
+    def equivalent_model(self) -> str | None:
+        """The untrained model this code stands for, if it is a baseline."""
+        return self.backbone_info.hf_name if self.is_baseline else None
+
+    def _parts(self) -> list[tuple[str, str | None]]:
+        b = self.backbone_info.paper
+        head, sub = b.split("_")
+        parts: list[tuple[str, str | None]] = [(head if head == "BASE" else "INST", sub)]
+        if self.corpus_eu:
+            parts.append(("C", "EU"))
+        langs = [lang for lang, on in (("EN", self.inst_en), ("EU", self.inst_eu)) if on]
+        if langs:
+            parts.append(("I", "+".join(langs)))
+        return parts
+
+    @property
+    def paper_name(self) -> str:
+        """Plain-text paper name, e.g. ``INST_EN C_EU I_EN``."""
+        return " ".join(f"{h}_{s}" if s else h for h, s in self._parts())
+
+    @property
+    def paper_latex(self) -> str:
+        r"""LaTeX paper name, e.g. ``INS\textsubscript{\,EN}\,C\textsubscript{\,EU}\,I\textsubscript{\,EN}``."""
+        out = []
+        for head, sub in self._parts():
+            head = "INS" if head == "INST" else head
+            out.append(head + (r"\textsubscript{\," + sub + "}" if sub else ""))
+        return r"\,".join(out)
+
+    @property
+    def sources(self) -> list[str]:
+        """Data sources mixed for this variant, in a stable order."""
+        return [name for name, on in (("corpus_eu", self.corpus_eu), ("inst_eu", self.inst_eu), ("inst_en", self.inst_en)) if on]
+
+    def as_dict(self) -> dict:
+        bb = self.backbone_info
+        return {
+            "code": self.code,
+            "paper_name": self.paper_name,
+            "paper_latex": self.paper_latex,
+            "backbone": self.backbone,
+            "backbone_name": bb.paper,
+            "backbone_hf_name": bb.hf_name,
+            "backbone_kind": bb.kind,
+            "corpus_eu": self.corpus_eu,
+            "inst_eu": self.inst_eu,
+            "inst_en": self.inst_en,
+            "trained": self.trained,
+            "baseline_of": self.equivalent_model,
+        }
+
+
+def parse(code: str) -> Variant:
+    """Parse ``exp_B_CIJ``; raises :class:`VariantError` with one readable sentence."""
+    m = CODE_RE.match(code.strip()) if isinstance(code, str) else None
+    if not m or int(m["b"]) not in BACKBONES:
+        raise VariantError(f"'{code}' is not a variant code: {VALID_FORM}.")
+    return Variant(int(m["b"]), m["c"] == "1", m["ieu"] == "1", m["ien"] == "1")
+
+
+_LATEX_SUB = re.compile(r"\\textsubscript\{\\,([A-Z+]+)\}")
+
+
+def from_paper_name(name: str) -> Variant:
+    """Inverse of :attr:`Variant.paper_name` / :attr:`Variant.paper_latex`."""
+    text = _LATEX_SUB.sub(r"_\1", name).replace(r"\,", " ").replace("$", "")
+    tokens = text.split()
+    by_paper = {bb.paper: bb.index for bb in BACKBONES.values()}
+    if not tokens:
+        raise VariantError(f"'{name}' is not a paper name: expected e.g. 'INST_EN C_EU I_EN'.")
+    head = tokens[0].replace("INS_", "INST_")
+    if head not in by_paper:
+        raise VariantError(f"'{name}' does not start with a backbone (BASE_EN, BASE_EU or INST_EN).")
+    corpus = inst_eu = inst_en = False
+    for tok in tokens[1:]:
+        if tok == "C_EU":
+            corpus = True
+        elif tok.startswith("I_") and tok[2:]:
+            langs = tok[2:].split("+")
+            if not set(langs) <= {"EN", "EU"}:
+                raise VariantError(f"'{name}' has instructions in an unknown language: {tok}.")
+            inst_en, inst_eu = "EN" in langs, "EU" in langs
+        else:
+            raise VariantError(f"'{name}' has an unknown part '{tok}': expected C_EU or I_EN/I_EU/I_EN+EU.")
+    return Variant(by_paper[head], corpus, inst_eu, inst_en)
+
+
+def all_variants() -> Iterator[Variant]:
+    """Every code of the 3 x 2^3 design, trained or not."""
+    for b in sorted(BACKBONES):
+        for flags in range(8):
+            yield Variant(b, bool(flags & 4), bool(flags & 2), bool(flags & 1))

@@ -1,0 +1,1 @@
+"""The `latxa` command line: a thin front over every layer."""

@@ -1,0 +1,67 @@
+"""`latxa`: one entry point for the whole stack.
+
+Each verb group lives in its own module under ``latxa/commands`` and exposes
+``register(app)``; modules import their layer lazily so ``latxa --help`` stays fast
+and a user who only serves the arena needs no training dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from latxa import commands
+from latxa.errors import LatxaError
+
+app = typer.Typer(
+    name="latxa",
+    help=(
+        "Latxa-Instruct MLOps: prepare Basque instruction data, train variants with Ray Train + DeepSpeed "
+        "(locally or on SLURM), evaluate with lm-eval, track in MLflow, orchestrate with Kubeflow Pipelines, "
+        "and run the human-evaluation arena.\n\nVariant codes are exp_B_CIJ: backbone B "
+        "(0 Llama-3.1-8B, 1 Latxa-3.1-8B, 2 Llama-3.1-8B-Instruct) and flags for Basque corpus, "
+        "Basque instructions, English instructions. Example: latxa variants show exp_2_101"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register_all() -> None:
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except LatxaError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(err.exit_code)
+    except SystemExit:
+        raise
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as err:  # click usage errors come here in non-standalone mode
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

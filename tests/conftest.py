@@ -1,0 +1,48 @@
+"""Shared fixtures: offline environment, an isolated state folder, the tiny model built once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# Tests never touch a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def latxa_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("latxa_home")
+    os.environ["LATXA_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(latxa_home) -> Path:
+    from components.tiny_model import build_tiny_model
+
+    return build_tiny_model(latxa_home / "models" / "tiny")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `latxa` entry point in a subprocess."""
+    exe = Path(sys.executable).with_name("latxa")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=cwd or REPO,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
