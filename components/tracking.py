@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from latxa.errors import LatxaError
 from latxa.paths import state_dir
 
 DEFAULT_EXPERIMENT = "latxa-instruct"
@@ -79,3 +80,272 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# Metric and param names (the compare view and `latxa compare` read these).
+# --------------------------------------------------------------------------------------------
+METRIC_LOSS = "loss"                    # training loss, per logging step
+METRIC_FINAL_LOSS = "final_loss"        # last training loss (one value)
+METRIC_TOKENS_SEEN = "tokens_seen"      # trainable tokens seen by the end of training
+METRIC_EVAL_PREFIX = "eval"             # eval.<suite>.<task> and eval.<suite>.mean_<lang>
+LANGUAGES = ("eu", "en", "es")
+TAG_PIPELINE = "latxa.pipeline"         # study | sweep
+TAG_PROFILE = "latxa.profile"
+TAG_TRACKING_BUFFERED = "latxa.tracking.buffered"  # how many records were buffered while the server was away
+TAG_TRACKING_NOTE = "latxa.tracking.note"
+TAG_MODEL_PATH = "latxa.model_path"
+TAG_KFP_TASK_PREFIX = "kfp.task."       # kfp.task.<step> = KFP task name of that step
+
+
+def eval_task_metric(suite: str, task: str) -> str:
+    return f"{METRIC_EVAL_PREFIX}.{suite}.{task}"
+
+
+def eval_mean_metric(suite: str, language: str) -> str:
+    return f"{METRIC_EVAL_PREFIX}.{suite}.mean_{language}"
+
+
+def kfp_tags(run_id: str | None, task: str | None, step: str | None = None) -> dict[str, str]:
+    """Tags that tie an MLflow run (or model version) to a KFP run and task."""
+    tags: dict[str, str] = {}
+    if run_id:
+        tags[TAG_KFP_RUN] = str(run_id)
+    if task:
+        tags[TAG_KFP_TASK] = str(task)
+        if step:
+            tags[TAG_KFP_TASK_PREFIX + step] = str(task)
+    return tags
+
+
+# --------------------------------------------------------------------------------------------
+# The local tracking server (`latxa mlflow up`) and fail-fast reachability.
+# --------------------------------------------------------------------------------------------
+class TrackingUnavailable(LatxaError):
+    """The tracking store cannot be reached at the start of a run (one readable sentence)."""
+
+
+def _latxa_error(message: str) -> Exception:
+    return TrackingUnavailable(message)
+
+
+def server_state_file() -> Path:
+    return state_dir() / "mlflow" / "server.json"
+
+
+def local_server_uri() -> str | None:
+    """URI of the server started by `latxa mlflow up`, if its state file names a live process."""
+    import json
+
+    path = server_state_file()
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return info.get("uri")
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """An explicit URI, else MLFLOW_TRACKING_URI, else the running local server, else SQLite."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return local_server_uri() or default_tracking_uri()
+
+
+def is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def server_healthy(uri: str, timeout: float = 2.0) -> bool:
+    """True when an HTTP tracking server answers its /health endpoint."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def check_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
+    """Fail fast, before any work: return the URI if the tracking store answers, else raise a LatxaError.
+
+    HTTP servers must answer /health and the REST API; SQLite stores must have a writable folder.
+    """
+    uri = resolve_tracking_uri(uri)
+    if is_http(uri):
+        if not server_healthy(uri, timeout):
+            raise _latxa_error(
+                f"The MLflow tracking server at {uri} is unreachable; start it with `latxa mlflow up` "
+                f"or point MLFLOW_TRACKING_URI at a running server before starting the run."
+            )
+        return uri
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _latxa_error(f"The MLflow SQLite store folder {folder} cannot be created ({err.strerror}).") from None
+        if not os.access(folder, os.W_OK):
+            raise _latxa_error(f"The MLflow SQLite store folder {folder} is not writable.")
+    return uri
+
+
+def ensure_experiment(name: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
+    """Create the study's experiment if needed (artifacts under the state folder for local stores); return its id."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:") or (is_http(uri) and local_server_uri() == uri):
+        location = (default_artifact_root() / name).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another step
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# --------------------------------------------------------------------------------------------
+# Buffered logging: metrics survive a tracking-server outage and are synced when it returns.
+# --------------------------------------------------------------------------------------------
+def buffer_dir() -> Path:
+    path = state_dir() / "mlflow" / "buffer"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class BufferedRunLogger:
+    """Log to one MLflow run; while the server is away, append records to a local JSONL file.
+
+    Each call first flushes what is buffered (when the server answers), so order is kept and
+    nothing is lost. ``close()`` flushes and, if anything was buffered, tags the run with
+    ``latxa.tracking.buffered=<count>`` and a note, so the run says it lived through an outage.
+    ``latxa mlflow sync`` pushes buffers left behind by a process that ended during an outage.
+    """
+
+    def __init__(self, run_id: str, uri: str | None = None, probe_timeout: float = 1.0):
+        self.run_id = run_id
+        self.uri = resolve_tracking_uri(uri)
+        self.probe_timeout = probe_timeout
+        self.buffer_path = buffer_dir() / f"{run_id}.jsonl"
+        self.buffered_total = 0
+        self._client = None
+
+    # -- internals --
+    def _client_(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def _up(self) -> bool:
+        return not is_http(self.uri) or server_healthy(self.uri, self.probe_timeout)
+
+    def _append(self, records: list[dict]) -> None:
+        import json
+
+        with self.buffer_path.open("a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+        self.buffered_total += len(records)
+
+    def _send(self, records: list[dict]) -> None:
+        import time
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        metrics = [Metric(r["key"], float(r["value"]), int(r.get("ts") or time.time() * 1000), int(r.get("step") or 0))
+                   for r in records if r["kind"] == "metric"]
+        params = [Param(r["key"], str(r["value"])) for r in records if r["kind"] == "param"]
+        tags = [RunTag(r["key"], str(r["value"])) for r in records if r["kind"] == "tag"]
+        client = self._client_()
+        for i in range(0, max(len(metrics), 1), 900):  # MLflow's batch limit is 1000 metrics
+            chunk = metrics[i:i + 900]
+            first = i == 0
+            if chunk or (first and (params or tags)):
+                client.log_batch(self.run_id, metrics=chunk, params=params if first else [], tags=tags if first else [])
+
+    def pending(self) -> int:
+        if not self.buffer_path.is_file():
+            return 0
+        with self.buffer_path.open(encoding="utf-8") as fh:
+            return sum(1 for line in fh if line.strip())
+
+    def flush(self) -> int:
+        """Send buffered records if the server answers; return how many were sent."""
+        import json
+
+        if not self.buffer_path.is_file() or not self._up():
+            return 0
+        records = [json.loads(line) for line in self.buffer_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if records:
+            self._send(records)
+        self.buffer_path.unlink()
+        return len(records)
+
+    def _log(self, records: list[dict]) -> bool:
+        """Send now (True) or buffer (False)."""
+        if self._up():
+            try:
+                self.flush()
+                self._send(records)
+                return True
+            except Exception:
+                if is_http(self.uri) and not server_healthy(self.uri, self.probe_timeout):
+                    self._append(records)
+                    return False
+                raise
+        self._append(records)
+        return False
+
+    # -- public API --
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> bool:
+        import time
+
+        ts = int(time.time() * 1000)
+        return self._log([{"kind": "metric", "key": k, "value": float(v), "step": int(step), "ts": ts} for k, v in metrics.items()])
+
+    def log_params(self, params: dict) -> bool:
+        return self._log([{"kind": "param", "key": k, "value": str(v)[:6000]} for k, v in params.items()])
+
+    def set_tags(self, tags: dict) -> bool:
+        return self._log([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])
+
+    def close(self) -> int:
+        """Flush; mark the run if anything went through the buffer. Returns records still pending."""
+        self.flush()
+        left = self.pending()
+        if self.buffered_total and not left:
+            self._send([
+                {"kind": "tag", "key": TAG_TRACKING_BUFFERED, "value": str(self.buffered_total)},
+                {"kind": "tag", "key": TAG_TRACKING_NOTE, "value": (
+                    f"the tracking server was unreachable during this run; {self.buffered_total} records were "
+                    f"buffered locally and synced when it returned")},
+            ])
+        return left
+
+
+def sync_buffers(uri: str | None = None) -> dict[str, int]:
+    """Push every buffered run file to the tracking server (`latxa mlflow sync`); returns sent counts per run."""
+    out: dict[str, int] = {}
+    for path in sorted(buffer_dir().glob("*.jsonl")):
+        logger = BufferedRunLogger(path.stem, uri)
+        n = logger.pending()
+        logger.buffered_total = n
+        if logger.close() == 0:
+            out[path.stem] = n
+    return out

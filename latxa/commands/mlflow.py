@@ -1,0 +1,72 @@
+"""`latxa mlflow up|down|status|sync`: the local MLflow tracking server (embedded default)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from latxa.commands._common import OutputFormat, emit_json, example
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="The MLflow tracking server: SQLite + local artifacts under the state folder on 127.0.0.1.",
+                        no_args_is_help=True)
+
+    @group.command("up", help="Start `mlflow server` on 127.0.0.1 (detached) and wait until it answers; prints its URI. "
+                   "Port 5000 when free, else a free one (--port 0 always picks a free one)." + example("latxa mlflow up --port 5000"))
+    def up(port: Optional[int] = typer.Option(None, "--port", help="TCP port (0: any free port)."),
+           timeout: float = typer.Option(180, help="Seconds to wait for /health."),
+           fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        from pipelines import mlflow_server
+
+        info = mlflow_server.up(port=port, timeout=timeout)
+        if fmt == OutputFormat.json:
+            emit_json({"running": True, **info.as_dict()})
+        else:
+            typer.echo(f"MLflow tracking server running at {info.uri} (pid {info.pid}; backend {info.backend_store_uri}; "
+                       f"artifacts {info.artifact_root}).\nOpen {info.uri} in a browser; `latxa mlflow down` stops it.")
+
+    @group.command("down", help="Stop the server started by `latxa mlflow up`." + example("latxa mlflow down"))
+    def down() -> None:
+        from pipelines import mlflow_server
+
+        info = mlflow_server.down()
+        typer.echo(f"stopped the tracking server at {info.uri}" if info else "no tracking server was running")
+
+    @group.command("status", help="Is the local server running, and does it answer? Exit 1 when it is not running."
+                   + example("latxa mlflow status --format json"))
+    def status(fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        from components import tracking
+        from pipelines import mlflow_server
+
+        info = mlflow_server.status()
+        healthy = bool(info and tracking.server_healthy(info.uri))
+        if fmt == OutputFormat.json:
+            emit_json({"running": info is not None, "healthy": healthy, **(info.as_dict() if info else {}),
+                       "tracking_uri": tracking.resolve_tracking_uri()})
+        elif info is None:
+            typer.echo(f"no tracking server running (runs log to {tracking.resolve_tracking_uri()})")
+        else:
+            typer.echo(f"{info.uri} pid {info.pid} {'healthy' if healthy else 'NOT answering'}")
+        if info is None:
+            sys.exit(1)
+
+    @group.command("sync", help="Push metrics buffered locally while the tracking server was unreachable."
+                   + example("latxa mlflow sync"))
+    def sync(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
+        from components import tracking
+
+        uri = tracking.check_reachable(tracking_uri)
+        sent = tracking.sync_buffers(uri)
+        left = sorted(p.stem for p in tracking.buffer_dir().glob("*.jsonl"))
+        for run_id, n in sent.items():
+            typer.echo(f"run {run_id}: synced {n} buffered records")
+        if left:
+            typer.echo(f"still buffered (server did not take them): {', '.join(left)}")
+            sys.exit(1)
+        if not sent:
+            typer.echo("nothing buffered")
+
+    app.add_typer(group, name="mlflow")

@@ -1,0 +1,1 @@
+"""KFP v2 study pipelines (compile, kfp.local run, submit) and the local MLflow tracking server."""
