@@ -1,0 +1,51 @@
+"""Reading a packed dataset back (what training uses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from components.data.sources import DataError
+
+COLUMNS = ("input_ids", "labels", "position_ids")
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is not a prepared dataset (no manifest.json); run `latxa data prepare` first.") from None
+    except ValueError as err:
+        raise DataError(f"{path}/manifest.json is not valid JSON: {err}.") from None
+    missing = [s for s in manifest.get("shards", []) if not (path / s).is_file()]
+    if missing:
+        raise DataError(f"{path} is incomplete: shard {missing[0]} is missing.")
+    return manifest
+
+
+def load_packed(path: str | Path, *, streaming: bool = False, format: str | None = "torch"):
+    """The packed dataset at ``path`` as a ``datasets.Dataset`` (torch format by default).
+
+    Columns ``input_ids``, ``labels`` and ``position_ids`` (int32 lists of ``seq_len``). The
+    Parquet shards are memory-mapped through an Arrow cache under the state folder, so
+    large datasets are not loaded into RAM; ``streaming=True`` returns an IterableDataset.
+    """
+    import datasets
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    files = [str(path / s) for s in manifest["shards"]]
+    if not files:
+        raise DataError(f"{path} holds no rows.")
+    features = datasets.Features({c: datasets.List(datasets.Value("int32")) for c in COLUMNS})
+    if streaming:
+        ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True, features=features)
+    else:
+        from latxa.paths import state_dir
+
+        cache = state_dir() / "cache" / "hf-datasets"
+        ds = datasets.Dataset.from_parquet(files, features=features, cache_dir=str(cache))
+    if format:
+        ds = ds.with_format(format)
+    return ds

@@ -1,0 +1,544 @@
+"""`prepare(...)`: variant -> mixed, templated, tokenized, packed Parquet shards with stats and a cache.
+
+Flow: resolve the variant's sources from the data config -> hash inputs into a cache key (hit:
+done, no work) -> index files into tasks of whole records (byte ranges) -> shuffle tasks with
+the study seed -> tokenize tasks in a process pool (bounded in-flight window, ordered results,
+so the output does not depend on the number of processes) -> mix a window of task results ->
+best-fit pack -> Parquet shards -> ``stats.json``, ``skips.jsonl``, ``manifest.json``.
+Memory is bounded by the in-flight window and the packer's look-ahead, not by input size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from components.data.sources import (
+    DataError,
+    ResolvedSource,
+    file_format,
+    load_data_config,
+    resolve_sources,
+)
+from components.data.worker import Task, TaskResult, WorkerSpec, init_worker, run_task
+
+FORMAT_VERSION = "latxa-packed/1"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+MAX_SKIPS_IN_STATS = 200
+
+
+@dataclass
+class PrepareResult:
+    out_dir: Path
+    cache_key: str
+    cache_hit: bool
+    stats: dict
+    manifest: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ hashing
+
+
+def _file_digest(path: Path, memo: dict) -> str:
+    st = path.stat()
+    memo_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if memo_key in memo:
+        return memo[memo_key]
+    h = hashlib.blake2b(digest_size=20)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    memo[memo_key] = h.hexdigest()
+    return memo[memo_key]
+
+
+class _DigestMemo(dict):
+    """(path, size, mtime) -> content digest, persisted so re-hashing a 20 GB corpus is skipped."""
+
+    def __init__(self, path: Path | None):
+        super().__init__()
+        self.path = path
+        if path and path.is_file():
+            try:
+                self.update(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                pass
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self))
+            os.replace(tmp, self.path)
+
+
+def tokenizer_digest(tok_dir: Path, memo: dict) -> dict[str, str]:
+    out = {name: _file_digest(tok_dir / name, memo) for name in TOKENIZER_FILES if (tok_dir / name).is_file()}
+    extra = tok_dir / "additional_chat_templates"
+    if extra.is_dir():
+        for f in sorted(extra.iterdir()):
+            out[f"additional_chat_templates/{f.name}"] = _file_digest(f, memo)
+    if "tokenizer.json" not in out and "tokenizer.model" not in out:
+        raise DataError(f"{tok_dir} has no tokenizer files (tokenizer.json); pass a model or tokenizer folder.")
+    return out
+
+
+def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
+    """A local folder: the given one, an offline Hugging Face cache entry, or the tiny model."""
+    if tokenizer is None or str(tokenizer) == "":
+        from components.tiny_model import ensure_tiny_model
+
+        return Path(ensure_tiny_model())
+    path = Path(tokenizer)
+    if path.is_dir():
+        return path
+    if "/" in str(tokenizer) and not path.exists() and not str(tokenizer).startswith(("/", ".")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(tokenizer), local_files_only=True,
+                                          allow_patterns=["*.json", "*.jinja", "*.model", "*.txt"]))
+        except Exception:
+            raise DataError(f"Tokenizer '{tokenizer}' is not a folder and not in the local Hugging Face cache "
+                            "(runs are offline; download it on a login node first).") from None
+    raise DataError(f"Tokenizer folder {path} does not exist.")
+
+
+# ------------------------------------------------------------------------------------------ indexing
+
+
+def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | None):
+    """Yield (start, end, first_line, records) ranges of whole records; stop after `limit` records."""
+    start, first_line, records, total, offset, line_no = 0, 1, 0, 0, 0, 0
+    in_para = False
+    with path.open("rb") as fh:
+        for raw in fh:
+            line_no += 1
+            blank = not raw.strip()
+            if paragraphs:
+                if blank and in_para:
+                    in_para = False
+                    if records >= chunk_records:  # cut only between paragraphs
+                        end = offset
+                        yield start, end, first_line, records
+                        start, first_line, records = end, line_no, 0
+                elif not blank and not in_para:
+                    if limit is not None and total >= limit:
+                        break
+                    in_para = True
+                    records += 1
+                    total += 1
+            elif not blank:
+                if limit is not None and total >= limit:
+                    break
+                records += 1
+                total += 1
+            offset += len(raw)
+            if not paragraphs and records >= chunk_records:
+                yield start, offset, first_line, records
+                start, first_line, records = offset, line_no + 1, 0
+    if records:
+        yield start, offset, first_line, records
+
+
+def count_records(sources: list[ResolvedSource]) -> dict[str, int]:
+    """Quick record count per source (for chunk sizing and progress)."""
+    counts = {}
+    for src in sources:
+        n = 0
+        for f in src.files:
+            with f.open("rb") as fh:
+                n += sum(1 for raw in fh if raw.strip())
+        counts[src.name] = n
+    return counts
+
+
+def build_tasks(sources: list[ResolvedSource], chunk_records: int) -> tuple[list[Task], dict[str, dict]]:
+    tasks: list[Task] = []
+    info: dict[str, dict] = {}
+    for src in sources:
+        cfg = src.config
+        left = cfg.max_documents
+        n_records, capped = 0, False
+        for fi, path in enumerate(src.files):
+            if left is not None and left <= 0:
+                capped = True
+                break
+            fmt = file_format(path)
+            paragraphs = fmt == "txt" and cfg.text_unit == "paragraph"
+            file_records = 0
+            for start, end, first_line, recs in _index_file(path, chunk_records, paragraphs, left):
+                copies = max(1, math.ceil(cfg.weight))
+                for c in range(copies):
+                    tasks.append(Task(len(tasks), src.name, cfg.kind, fmt, str(path), fi, start, end, first_line, recs,
+                                      c, cfg.weight, cfg.text_field, cfg.messages_field, cfg.text_unit))
+                file_records += recs
+            n_records += file_records
+            if left is not None:
+                left -= file_records
+                if left <= 0 and path.stat().st_size > (tasks[-1].end if tasks else 0):
+                    capped = True
+        info[src.name] = {"files": [str(f) for f in src.files], "records_indexed": n_records,
+                          "max_documents": cfg.max_documents, "stopped_at_cap": capped, "weight": cfg.weight}
+    return tasks, info
+
+
+# ------------------------------------------------------------------------------------------ prepare
+
+
+def _materialize(src: Path, dst: Path) -> None:
+    """Copy a finished dataset folder (hard links when possible)."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+
+    def link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, tmp, copy_function=link)
+    _replace_dir(tmp, dst)
+
+
+def _replace_dir(tmp: Path, dst: Path) -> None:
+    if dst.exists():
+        if dst.is_dir() and any(dst.iterdir()) and not (dst / "manifest.json").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"Output folder {dst} is not empty and is not a prepared dataset; refusing to overwrite it.")
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dst)
+
+
+def read_manifest(out: Path) -> dict | None:
+    try:
+        m = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if all((out / s).is_file() for s in m.get("shards", [])) and (out / "stats.json").is_file():
+        return m
+    return None
+
+
+def prepare(
+    variant: str,
+    out: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    seq_len: int | None = None,
+    profile: str | None = "local",
+    study_config: str | Path | None = None,
+    chat_template: str | Path | None = None,
+    on_error: str = "fail",
+    num_proc: int | None = None,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+    shard_rows: int | None = None,
+    chunk_records: int | None = None,
+    lookahead: int = 256,
+    mix_tasks: int = 4,
+    progress: bool | Callable[[int], Any] = True,
+) -> PrepareResult:
+    """Prepare the packed dataset of one variant; see the module docstring and docs/data.md."""
+    from components.config import load_config
+    from components.registry import parse
+    from latxa.paths import state_dir
+
+    t0 = time.perf_counter()
+    if on_error not in ("fail", "skip"):
+        raise DataError(f"on_error must be 'fail' or 'skip', not '{on_error}'.")
+    v = parse(variant)
+    if v.is_baseline:
+        raise DataError(f"Variant {v.code} has no training data (it is the backbone {v.equivalent_model} itself).")
+    study = load_config(study_config).resolve(profile).study
+    seq_len = int(seq_len or study.data.seq_len)
+    if seq_len < 2:
+        raise DataError(f"seq_len must be at least 2, not {seq_len}.")
+    shard_rows = int(shard_rows or max(1, (1 << 24) // seq_len))
+    data_cfg, cfg_path = load_data_config(config)
+    sources = resolve_sources(data_cfg, cfg_path, v.sources)
+    tok_dir = resolve_tokenizer_dir(tokenizer)
+    template_override = None
+    if chat_template is not None:
+        tp = Path(chat_template)
+        if not tp.is_file():
+            raise DataError(f"Chat template file {tp} does not exist.")
+        template_override = tp.read_text(encoding="utf-8")
+
+    cache_root = Path(cache_dir) if cache_dir else state_dir() / "cache" / "data"
+    memo = _DigestMemo(cache_root / "file-digests.json" if use_cache else None)
+    counts = count_records(sources)
+    if chunk_records is None:
+        total = max(1, sum(counts.values()))
+        chunk_records = int(min(2048, max(64, total // ((num_proc or os.cpu_count() or 1) * 8))))
+    key_material = {
+        "format": FORMAT_VERSION,
+        "variant": v.code,
+        "sources": [{"name": s.name, "config": s.config.model_dump(exclude={"files"}),
+                     "files": [_file_digest(f, memo) for f in s.files]} for s in sources],
+        "tokenizer": tokenizer_digest(tok_dir, memo),
+        "chat_template_override": template_override,
+        "params": {"seq_len": seq_len, "seed": study.seed, "shuffle": study.data.shuffle, "train_on": study.data.train_on,
+                   "on_error": on_error, "chunk_records": chunk_records, "lookahead": lookahead, "mix_tasks": mix_tasks,
+                   "shard_rows": shard_rows},
+    }
+    memo.save()
+    cache_key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:32]
+    cached = cache_root / cache_key
+    out = Path(out) if out else cached
+
+    found = read_manifest(out)
+    if found and found.get("cache_key") == cache_key:
+        return PrepareResult(out, cache_key, True, json.loads((out / "stats.json").read_text()), found)
+    if use_cache and out != cached:
+        found = read_manifest(cached)
+        if found and found.get("cache_key") == cache_key:
+            _materialize(cached, out)
+            return PrepareResult(out, cache_key, True, json.loads((out / "stats.json").read_text()), found)
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        stats, manifest = _build(v.code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc,
+                                 shard_rows, chunk_records, lookahead, mix_tasks, progress, cache_key, counts)
+        stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, out)
+    if use_cache and out != cached:
+        try:
+            _materialize(out, cached)
+        except OSError:
+            pass
+    return PrepareResult(out, cache_key, False, stats, manifest)
+
+
+def _load_tokenizer(tok_dir: Path, template_override: str | None):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    except Exception as err:  # transformers raises many types for unusable folders
+        raise DataError(f"Cannot load a tokenizer from {tok_dir}: {str(err).splitlines()[0]}") from None
+    if not getattr(tok, "is_fast", False):
+        raise DataError(f"The tokenizer in {tok_dir} is not a fast tokenizer; data preparation needs tokenizer.json.")
+    return tok
+
+
+def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc, shard_rows,
+           chunk_records, lookahead, mix_tasks, progress, cache_key, counts):
+    from components.data.formatting import ChatFormatter, verify_renderer
+    from components.data.packing import Packer, ShardWriter
+
+    tok = _load_tokenizer(tok_dir, template_override)
+    needs_chat = any(s.config.kind == "chat" for s in sources)
+    template = template_override or tok.chat_template
+    if needs_chat and not template:
+        raise DataError(f"The tokenizer in {tok_dir} has no chat template; pass --chat-template FILE.")
+    special = {k: v for k, v in tok.special_tokens_map.items() if isinstance(v, str)}
+    formatter = ChatFormatter(template, special, study.data.train_on) if template else None
+    if needs_chat:
+        verify_renderer(tok, formatter)
+    vocab = tok.get_vocab()
+    bos_id = tok.bos_token_id
+    doc_eos_id = vocab.get("<|end_of_text|>", tok.eos_token_id)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad_id is None:
+        raise DataError(f"The tokenizer in {tok_dir} has neither a pad nor an EOS token to pad the last row with.")
+
+    tasks, source_info = build_tasks(sources, chunk_records)
+    order = np.arange(len(tasks))
+    if study.data.shuffle:
+        np.random.default_rng(study.seed).shuffle(order)
+    ordered = [tasks[i] for i in order]
+
+    num_proc = max(1, min(num_proc or os.cpu_count() or 1, len(ordered) or 1))
+    spec = WorkerSpec(tok.backend_tokenizer.to_str(), template if needs_chat else None, special, bos_id, doc_eos_id,
+                      study.data.train_on, study.seed, on_error, study.data.shuffle, threads=num_proc == 1)
+    writer = ShardWriter(tmp, seq_len, shard_rows)
+    packer = Packer(writer, seq_len, pad_id, lookahead)
+    rng = np.random.default_rng([study.seed, 2])
+
+    per_source = {s.name: Counter() for s in sources}
+    reasons: Counter = Counter()
+    first_skips: list[dict] = []
+    boundary_tokens = 0
+    total_records = sum(t.records for t in ordered)
+    bar = _progress_bar(progress, total_records, code)
+    pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+    done_tasks = 0
+
+    def flush_mix():
+        if study.data.shuffle:
+            rng.shuffle(pending)
+        for _, ids, labels in pending:
+            packer.add(ids, labels)
+        pending.clear()
+
+    with (tmp / "skips.jsonl").open("w", encoding="utf-8") as skips_fh:
+        for res in _run(ordered, spec, num_proc):
+            s = per_source[res.source]
+            if res.error is not None:
+                e = res.error
+                raise DataError(f"{e['file']}:{e['line']}: {e['reason']} (use --on-error skip to skip bad records).")
+            s["read"] += res.read
+            s["written"] += res.written
+            s["skipped"] += len(res.skips)
+            for sk in res.skips:
+                skips_fh.write(json.dumps({**sk, "source": res.source}, ensure_ascii=False) + "\n")
+                reasons[_reason_class(sk["reason"])] += 1
+                if len(first_skips) < MAX_SKIPS_IN_STATS:
+                    first_skips.append({**sk, "source": res.source})
+            s["examples"] += len(res.lengths)
+            s["tokens"] += int(res.lengths.sum())
+            s["trainable_tokens"] += res.trainable
+            boundary_tokens += res.boundary_tokens
+            offsets = np.concatenate([[0], np.cumsum(res.lengths)])
+            for j in range(len(res.lengths)):
+                a, b = offsets[j], offsets[j + 1]
+                pending.append((res.source, res.ids[a:b], res.labels[a:b]))
+            done_tasks += 1
+            if done_tasks % mix_tasks == 0:
+                flush_mix()
+            if bar is not None:
+                bar.update(_task_records(res, tasks))
+        flush_mix()
+        packer.finish()
+    if bar is not None:
+        bar.close()
+
+    read = sum(s["read"] for s in per_source.values())
+    written = sum(s["written"] for s in per_source.values())
+    skipped = sum(s["skipped"] for s in per_source.values())
+    if read != written + skipped:  # an internal invariant; never expected
+        raise DataError(f"Internal accounting error: read {read} != written {written} + skipped {skipped}.")
+    rows = writer.num_rows
+    slots = rows * seq_len
+    trainable_rows = _count_trainable(tmp, writer.shards)
+    stats = {
+        "variant": code,
+        "cache_key": cache_key,
+        "seq_len": seq_len,
+        "read": read,
+        "written": written,
+        "skipped": skipped,
+        "skipped_by_reason": dict(reasons),
+        "skips": first_skips,
+        "skips_file": "skips.jsonl",
+        "examples": sum(s["examples"] for s in per_source.values()),
+        "tokens": packer.tokens,
+        "trainable_tokens": trainable_rows,
+        "rows": rows,
+        "slots": slots,
+        "pad_tokens": packer.pad_tokens,
+        "packing_efficiency": round(packer.tokens / slots, 6) if slots else 0.0,
+        "split_documents": packer.split_documents,
+        "boundary_tokens": boundary_tokens,
+        "tokens_per_source": {n: int(c["tokens"]) for n, c in per_source.items()},
+        "sources": {n: {**source_info[n], **{k: int(c[k]) for k in ("read", "written", "skipped", "examples", "tokens",
+                                                                    "trainable_tokens")}}
+                    for n, c in per_source.items()},
+        "num_proc": num_proc,
+        "tasks": len(ordered),
+    }
+    manifest = {
+        "format": FORMAT_VERSION,
+        "cache_key": cache_key,
+        "variant": code,
+        "seq_len": seq_len,
+        "num_rows": rows,
+        "tokenizer": str(tok_dir.resolve()),
+        "pad_token_id": int(pad_id),
+        "bos_token_id": bos_id,
+        "doc_eos_token_id": doc_eos_id,
+        "shards": writer.shards,
+        "sources": [s.name for s in sources],
+        "seed": study.seed,
+        "train_on": study.data.train_on,
+    }
+    return stats, manifest
+
+
+def _task_records(res: TaskResult, tasks: list[Task]) -> int:
+    return tasks[res.tid].records
+
+
+def _reason_class(reason: str) -> str:
+    """Group skip reasons (drop record-specific detail such as column numbers)."""
+    return reason.split(" (")[0]
+
+
+def _count_trainable(tmp: Path, shards: list[str]) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    total = 0
+    for s in shards:
+        col = pq.read_table(tmp / s, columns=["labels"]).column("labels")
+        total += int(pc.sum(pc.not_equal(pc.list_flatten(col), -100)).as_py() or 0)
+    return total
+
+
+def _progress_bar(progress, total: int, code: str):
+    if progress is False:
+        return None
+    if callable(progress) and progress is not True:
+        class _Cb:
+            def update(self, n):
+                progress(n)
+
+            def close(self):
+                pass
+
+        return _Cb()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="rec", desc=f"prepare {code}", dynamic_ncols=True, mininterval=0.5)
+
+
+def _run(tasks: list[Task], spec: WorkerSpec, num_proc: int):
+    """Run tasks, yielding results in task order; at most 2 x num_proc tasks in flight."""
+    if num_proc <= 1:
+        init_worker(spec)
+        for t in tasks:
+            yield run_task(t)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ctx.Pool(num_proc, initializer=init_worker, initargs=(spec,))
+    try:
+        window: deque = deque()
+        it = iter(tasks)
+        for t in it:
+            window.append(pool.apply_async(run_task, (t,)))
+            if len(window) >= 2 * num_proc:
+                break
+        while window:
+            res = window.popleft().get()
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append(pool.apply_async(run_task, (nxt,)))
+            yield res
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,208 @@
+"""Data-source configuration and record parsing.
+
+A data config (YAML) names the files of each source the study mixes::
+
+    sources:
+      corpus_eu: {kind: text, files: ["{repo}/data/corpus/eu_corpus.jsonl"]}
+      inst_eu:   {kind: chat, files: ["{repo}/data/instructions/eu.jsonl"]}
+      inst_en:   {kind: chat, files: ["{repo}/data/instructions/en.jsonl"], weight: 0.5}
+
+File entries may use ``{repo}`` (the repository root), ``{state}`` (the local state folder),
+environment variables (``$LATXA_DATA_ROOT``) and glob patterns. Relative paths resolve
+against the config file's folder.
+
+Record formats:
+
+- ``kind: text`` -- JSONL with a text field (``text_field``, default ``text``), or plain-text
+  files (``.txt``) with one document per line (``text_unit: line``) or per blank-line separated
+  paragraph (``text_unit: paragraph``).
+- ``kind: chat`` -- JSONL with ``{"conversations": [{"role": ..., "content": ...}, ...]}``
+  (``messages_field`` renames the key); roles are system (first only), user and assistant.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from latxa.errors import LatxaError
+from latxa.paths import REPO_ROOT
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "data"
+DEFAULT_DATA_CONFIG = CONFIG_DIR / "sample.yaml"
+SOURCE_NAMES = ("corpus_eu", "inst_eu", "inst_en")
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(LatxaError, ValueError):
+    """Bad data or a bad data config; the message is one readable sentence (with file:line for records)."""
+
+
+class RecordError(Exception):
+    """One malformed record; carries the reason (the caller adds file:line)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["text", "chat"]
+    files: list[str] = Field(min_length=1)
+    text_field: str = "text"
+    messages_field: str = "conversations"
+    text_unit: Literal["line", "paragraph"] = "line"
+    weight: float = Field(1.0, gt=0, description="copies per document: 2.0 doubles the source, 0.5 keeps half")
+    max_documents: int | None = Field(None, gt=0, description="read at most this many records of the source")
+
+
+class DataSourcesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    sources: dict[str, SourceConfig]
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    name: str
+    config: SourceConfig
+    files: tuple[Path, ...]
+
+
+def _expand(entry: str, base: Path) -> list[Path]:
+    from latxa.paths import state_dir
+
+    text = entry.replace("{repo}", str(REPO_ROOT))
+    if "{state}" in text:
+        text = text.replace("{state}", str(state_dir()))
+    text = os.path.expanduser(os.path.expandvars(text))
+    path = Path(text)
+    if not path.is_absolute():
+        path = base / path
+    if glob.has_magic(str(path)):
+        matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+        if not matches:
+            raise DataError(f"The data file pattern '{entry}' matches no files (expanded to {path}).")
+        return matches
+    if "$" in text:
+        raise DataError(f"The data file '{entry}' uses an environment variable that is not set.")
+    if not path.is_file():
+        raise DataError(f"The data file {path} does not exist (from '{entry}').")
+    return [path]
+
+
+def load_data_config(path: str | Path | None = None) -> tuple[DataSourcesConfig, Path]:
+    """Load and validate a data-source config; the shipped sample config when ``path`` is None."""
+    path = Path(path) if path else DEFAULT_DATA_CONFIG
+    if not path.is_file():
+        raise DataError(f"Data config {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DataError(f"{where} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"Data config {path} must be a YAML mapping with a 'sources' key.")
+    try:
+        cfg = DataSourcesConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden":
+            raise DataError(f"Unknown key '{key}' in data config {path}.") from None
+        raise DataError(f"Invalid value for '{key}' in data config {path}: {first['msg']}.") from None
+    unknown = sorted(set(cfg.sources) - set(SOURCE_NAMES))
+    if unknown:
+        raise DataError(f"Data config {path} names unknown source '{unknown[0]}' (known: {', '.join(SOURCE_NAMES)}).")
+    for name, src in cfg.sources.items():
+        want = "text" if name.startswith("corpus") else "chat"
+        if src.kind != want:
+            raise DataError(f"Source '{name}' in data config {path} must have kind '{want}', not '{src.kind}'.")
+    return cfg, path
+
+
+def resolve_sources(cfg: DataSourcesConfig, config_path: Path, names: list[str]) -> list[ResolvedSource]:
+    """The sources a variant needs, with their files expanded and checked."""
+    out = []
+    for name in names:
+        if name not in cfg.sources:
+            raise DataError(f"The variant needs source '{name}' but data config {config_path} does not define it.")
+        src = cfg.sources[name]
+        files: list[Path] = []
+        for entry in src.files:
+            files.extend(_expand(entry, config_path.parent))
+        for f in files:
+            if f.suffix in (".gz", ".bz2", ".xz", ".zst"):
+                raise DataError(f"The data file {f} is compressed; decompress it first (shards are read by byte offset).")
+        out.append(ResolvedSource(name, src, tuple(files)))
+    return out
+
+
+def file_format(path: Path) -> str:
+    return "jsonl" if path.suffix in (".jsonl", ".json", ".ndjson") else "txt"
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+def parse_text_record(line: str, fmt: str, text_field: str) -> str:
+    if fmt == "txt":
+        text = line
+    else:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise RecordError(f"expected a JSON object, got {type(row).__name__}")
+        if text_field not in row:
+            raise RecordError(f"missing field '{text_field}'")
+        text = row[text_field]
+        if not isinstance(text, str):
+            raise RecordError(f"field '{text_field}' must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise RecordError("empty text")
+    return text
+
+
+def parse_chat_record(line: str, messages_field: str) -> list[dict]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise RecordError(f"expected a JSON object, got {type(row).__name__}")
+    if messages_field not in row:
+        raise RecordError(f"missing field '{messages_field}'")
+    msgs = row[messages_field]
+    if not isinstance(msgs, list):
+        raise RecordError(f"field '{messages_field}' must be a list of messages")
+    if not msgs:
+        raise RecordError("empty conversation")
+    clean = []
+    for i, msg in enumerate(msgs):
+        if not isinstance(msg, dict):
+            raise RecordError(f"message {i} is not an object")
+        for key in ("role", "content"):
+            if key not in msg:
+                raise RecordError(f"message {i} is missing field '{key}'")
+        role, content = msg["role"], msg["content"]
+        if role not in ROLES:
+            raise RecordError(f"message {i} has unknown role '{role}' (expected system, user or assistant)")
+        if not isinstance(content, str):
+            raise RecordError(f"message {i} content must be a string")
+        if role == "system" and i != 0:
+            raise RecordError(f"message {i} is a system message; only the first message may be one")
+        clean.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in clean):
+        raise RecordError("conversation has no assistant turn")
+    return clean

@@ -1,0 +1,74 @@
+"""`latxa data prepare|show`: per-variant data preparation (mixture, chat template, masks, packing, cache)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from latxa.commands._common import emit_json, example
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Training data: mix a variant's sources, apply the chat template with loss masks, "
+                             "tokenize in parallel and pack into Parquet shards.", no_args_is_help=True)
+
+    @group.command(
+        "prepare",
+        help="Prepare the packed training data of one variant: Basque corpus if C_EU=1, Basque instructions if "
+        "I_EU=1, English if I_EN=1; loss on assistant turns only. Writes DIR/shards/*.parquet, DIR/stats.json and "
+        "DIR/manifest.json. A second run with the same inputs is a cache hit and does no work."
+        + example("latxa data prepare --variant exp_2_101 --out /tmp/exp_2_101"),
+    )
+    def prepare_cmd(
+        variant: str = typer.Option(..., "--variant", help="Variant code, e.g. exp_2_101."),
+        out: Path = typer.Option(..., "--out", help="Output folder (replaced if it holds an older prepared dataset)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Data-source YAML (default: the shipped sample, "
+                                              "components/configs/data/sample.yaml)."),
+        tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Model/tokenizer folder or cached HF name "
+                                                "(default: the tiny offline model)."),
+        seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Row length (default: the study profile's)."),
+        profile: str = typer.Option("local", "--profile", help="Study profile for seq_len, seed and train_on."),
+        study_config: Optional[Path] = typer.Option(None, "--study-config", help="Study YAML (default: shipped)."),
+        chat_template: Optional[Path] = typer.Option(None, "--chat-template", help="Jinja chat template overriding "
+                                                     "the tokenizer's."),
+        on_error: OnError = typer.Option(OnError.fail, "--on-error", help="fail: stop at the first bad record "
+                                         "(file:line); skip: skip and record it in stats.json."),
+        num_proc: Optional[int] = typer.Option(None, "--num-proc", min=1, help="Tokenizer processes (default: CPUs)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the shared cache in the state "
+                                      "folder (a matching --out is still reused)."),
+        shard_rows: Optional[int] = typer.Option(None, "--shard-rows", min=1, help="Rows per Parquet shard."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        from components.data import prepare
+
+        res = prepare(variant, out, config=config, tokenizer=tokenizer, seq_len=seq_len, profile=profile,
+                      study_config=study_config, chat_template=chat_template, on_error=on_error.value,
+                      num_proc=num_proc, use_cache=not no_cache, shard_rows=shard_rows, progress=not quiet)
+        s = res.stats
+        status = "cache hit" if res.cache_hit else "prepared"
+        typer.echo(
+            f"{status}: {res.out_dir} ({s['rows']} rows x {s['seq_len']}, {s['tokens']:,} tokens, "
+            f"{s['trainable_tokens']:,} trainable, packing {s['packing_efficiency']:.4f}; read {s['read']} = written "
+            f"{s['written']} + skipped {s['skipped']}; cache key {res.cache_key})"
+        )
+
+    @group.command("show", help="Print a prepared dataset's stats.json (and manifest) as JSON."
+                   + example("latxa data show /tmp/exp_2_101"))
+    def show(path: Path = typer.Argument(..., help="A folder written by `latxa data prepare`.")) -> None:
+        import json
+
+        from components.data import read_manifest
+
+        manifest = read_manifest(path)
+        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
+        emit_json({"manifest": manifest, "stats": stats})
+
+    app.add_typer(group, name="data")
