@@ -50,6 +50,7 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "con esta licencia:",
         "I agree that my prompts, the models' answers and my votes are published for research under this licence:",
     ),
+    "auth.accept": ("Lizentzia onartzen dut", "Acepto la licencia", "I accept the licence"),
     "auth.submit_login": ("Sartu", "Entrar", "Log in"),
     "auth.submit_register": ("Eman izena", "Registrarme", "Register"),
     "auth.to_register": ("Ez duzu konturik? Eman izena", "¿No tienes cuenta? Regístrate", "No account? Register"),

@@ -87,11 +87,11 @@ def login_page() -> rx.Component:
             value=s.form_education, on_change=s.set_form_education)),
         rx.callout(rx.vstack(rx.text(t("auth.consent")), rx.text.strong(s.licence), rx.text(s.consent_text, size="1")),
                    icon="info", size="1", width="100%"),
-        rx.checkbox(t("about.licence"), checked=s.form_consent, on_change=s.set_form_consent, id="consent"),
+        rx.checkbox(t("auth.accept"), checked=s.form_consent, on_change=s.set_form_consent, id="consent"),
         rx.checkbox(t("auth.age_notice"), checked=s.form_adult, on_change=s.set_form_adult, id="adult"),
         spacing="3", width="100%",
     )
-    return layout(
+    return layout(rx.center(
         rx.card(rx.vstack(
             rx.heading(rx.cond(s.register_mode, t("auth.register_title"), t("auth.login_title")), size="6"),
             rx.text(t("app.tagline"), color_scheme="gray"),
@@ -107,7 +107,7 @@ def login_page() -> rx.Component:
                     id="auth-toggle", href="#"),
             spacing="3", width="100%",
         ), max_width="32em", width="100%", id="auth-card"),
-    )
+        width="100%"))
 
 
 # ---------------------------------------------------------------- battle
@@ -223,7 +223,8 @@ def dimension_block(dim: str) -> rx.Component:
         data=LeaderboardState.chart[dim], width="100%", height=220,
     )
     return rx.card(rx.vstack(rx.heading(t(f"dim.{dim}"), size="4"),
-                             rx.grid(table, chart, columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%"),
+                             rx.grid(table, chart, columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+                                     align="start"),
                              width="100%"), id=f"lb-{dim}", width="100%")
 
 

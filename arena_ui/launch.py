@@ -1,0 +1,206 @@
+"""Bring up the whole arena on 127.0.0.1: model serving + arena API, then the Reflex UI; Ctrl-C stops both.
+
+``make arena`` runs ``python -m arena_ui.launch``. The arena API is started with the serving layer's own CLI
+(``latxa serve``: Ray Serve with the local models and the arena API on one port), as a subprocess: this package
+never imports serving or training code. With ``--api-url`` an already running arena API is used instead.
+
+The same :class:`ArenaStack` is the session fixture of the browser tests (tests/arena_ui/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+UI_DIR = Path(__file__).resolve().parent
+REPO = UI_DIR.parent
+TOOLS_BIN = REPO / ".tools" / "node_modules" / ".bin"
+EXAMPLE = "make arena    # or: python -m arena_ui.launch --api-url http://127.0.0.1:8000"
+
+
+class LaunchError(RuntimeError):
+    """A part of the stack did not come up; the message says which and where its log is."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def reflex_env(extra: dict | None = None) -> dict:
+    """Environment for an offline Reflex: project-local bun, no telemetry, no version check, no hub."""
+    env = dict(os.environ)
+    env["PATH"] = f"{TOOLS_BIN}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("REFLEX_USE_SYSTEM_BUN", "1")
+    env.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
+    env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.update(extra or {})
+    return env
+
+
+def check_tools() -> None:
+    if not (TOOLS_BIN / "bun").exists() and not shutil.which("bun"):
+        raise LaunchError(f"bun is missing from {TOOLS_BIN}: run `make arena-tools` (npm install bun@1.4.4 into .tools/).")
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LaunchError(f"{what} exited with status {proc.returncode} before answering {url}; see {log}.")
+        try:
+            if httpx.get(url, timeout=2.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise LaunchError(f"{what} did not answer {url} within {timeout:.0f} s; see {log}.")
+
+
+class ArenaStack:
+    """The arena API (unless ``api_url`` is given) and the Reflex app, each in its own process group."""
+
+    def __init__(self, host: str = "127.0.0.1", ui_port: int | None = None, api_port: int | None = None,
+                 api_url: str | None = None, api_cmd: list[str] | None = None, api_env: dict | None = None,
+                 log_dir: Path | None = None, api_timeout: float = 300.0, ui_timeout: float = 600.0):
+        self.host = host
+        self.ui_port = ui_port or free_port(host)
+        self.api_port = api_port or free_port(host)
+        self.external_api = api_url is not None
+        self.api_url = (api_url or f"http://{host}:{self.api_port}").rstrip("/")
+        self.api_cmd = api_cmd
+        self.api_env = api_env or {}
+        self.log_dir = Path(log_dir or REPO / ".latxa" / "arena-logs")
+        self.api_timeout, self.ui_timeout = api_timeout, ui_timeout
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"
+
+    def default_api_cmd(self) -> list[str]:
+        latxa = Path(sys.executable).with_name("latxa")
+        return [str(latxa), "serve", "--host", self.host, "--port", str(self.api_port)]
+
+    def _spawn(self, name: str, cmd: list[str], cwd: Path, env: dict) -> tuple[subprocess.Popen, Path]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        fh = open(log, "w")
+        fh.write("$ " + shlex.join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc, log
+
+    def start_api(self) -> None:
+        if self.external_api:
+            return
+        cmd = self.api_cmd or self.default_api_cmd()
+        proc, log = self._spawn("arena-api", cmd, REPO, reflex_env(self.api_env))
+        wait_http(self.api_url + "/api/health", proc, self.api_timeout, "the arena API", log)
+
+    def start_ui(self) -> None:
+        check_tools()
+        reflex = Path(sys.executable).with_name("reflex")
+        cmd = [str(reflex), "run", "--env", "prod", "--single-port", "--frontend-port", str(self.ui_port),
+               "--backend-port", str(self.ui_port), "--backend-host", self.host, "--loglevel", "warning"]
+        env = reflex_env({"LATXA_ARENA_API_URL": self.api_url, "REFLEX_API_URL": self.ui_url,
+                          "REFLEX_DEPLOY_URL": self.ui_url})
+        proc, log = self._spawn("arena-ui", cmd, UI_DIR, env)
+        wait_http(self.ui_url + "/ping", proc, self.ui_timeout, "the Reflex app", log)
+        wait_http(self.ui_url + "/", proc, 60, "the Reflex frontend", log)
+
+    def start(self) -> "ArenaStack":
+        try:
+            self.start_api()
+            self.start_ui()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM each process group (UI first), then SIGKILL what is left after ``grace`` seconds."""
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+    def __enter__(self) -> "ArenaStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m arena_ui.launch",
+        description="Serve the arena on 127.0.0.1: Ray Serve with the local models and the arena API (latxa serve), "
+                    "then the Reflex UI. Prints the URL; Ctrl-C stops everything.",
+        epilog=f"Example:\n\n  $ {EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ui-port", type=int, default=int(os.environ.get("ARENA_UI_PORT", 0)) or None,
+                        help="port of the UI (default: a free one)")
+    parser.add_argument("--api-port", type=int, default=None, help="port of the arena API (default: a free one)")
+    parser.add_argument("--api-url", default=None, help="use this running arena API instead of starting one")
+    parser.add_argument("--api-cmd", default=os.environ.get("LATXA_ARENA_API_CMD"),
+                        help="command that starts the arena API; {port} and {host} are filled in "
+                             "(default: latxa serve --host HOST --port PORT)")
+    args = parser.parse_args(argv)
+    stack = ArenaStack(ui_port=args.ui_port, api_port=args.api_port, api_url=args.api_url)
+    if args.api_cmd:
+        stack.api_cmd = shlex.split(args.api_cmd.format(port=stack.api_port, host=stack.host))
+    stop = {"now": False}
+
+    def on_signal(signum, _frame):
+        stop["now"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting the arena API ({stack.api_url}) and the Reflex UI; logs in {stack.log_dir}", flush=True)
+        stack.start()
+        print(f"\n  Arena running at {stack.ui_url}  (arena API {stack.api_url})\n  Ctrl-C stops everything.\n", flush=True)
+        while all(p.poll() is None for _, p in stack.procs):
+            time.sleep(1)
+        dead = [name for name, p in stack.procs if p.poll() is not None]
+        print(f"error: {', '.join(dead)} stopped unexpectedly; see {stack.log_dir}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
