@@ -20,7 +20,7 @@ export RAY_USAGE_STATS_ENABLED=0
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false
 export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 
-.PHONY: help venv sysdeps demo test test-fast k8s-check slurm-up slurm-down arena clean
+.PHONY: help venv sysdeps demo test test-fast k8s-check slurm-up slurm-down arena arena-tools clean
 
 help:
 	@echo "make demo       - install and run the study pipeline on the embedded default (tiny model, sample data)"
@@ -47,11 +47,25 @@ sysdeps:
 demo: venv
 	$(BIN)/latxa demo
 
-test: venv sysdeps
+test: venv sysdeps arena-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Arena UI (#9). bun for Reflex's frontend build, from the npm registry into the project-local .tools/ (Node 20 here
+# is too old for Reflex 0.10; bun >= 1.4.4 is enough). Installed only when missing.
+BUN_VERSION ?= 1.4.4
+arena-tools: .tools/node_modules/.bin/bun
+
+.tools/node_modules/.bin/bun:
+	@mkdir -p .tools
+	cd .tools && npm install --no-audit --no-fund --prefix . bun@$(BUN_VERSION)
+	@.tools/node_modules/.bin/bun --version >/dev/null
+
+# Ray Serve with the local models + the arena API (latxa serve) + the Reflex UI on 127.0.0.1; prints the URL.
+arena: venv arena-tools
+	$(BIN)/python -m arena_ui.launch $(ARENA_ARGS)
 
 clean:
 	rm -rf .latxa .pytest_cache

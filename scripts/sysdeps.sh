@@ -4,6 +4,7 @@
 set -euo pipefail
 declare -A PACKAGES=(
   [kubectl]=kubectl
+  [chromium]=chromium
 )
 missing=()
 for bin in "${!PACKAGES[@]}"; do
