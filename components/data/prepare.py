@@ -118,8 +118,11 @@ def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
 # ------------------------------------------------------------------------------------------ indexing
 
 
-def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | None):
-    """Yield (start, end, first_line, records) ranges of whole records; stop after `limit` records."""
+def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | None, capped: list):
+    """Yield (start, end, first_line, records) ranges of whole records; stop after `limit` records.
+
+    Appends True to ``capped`` when records were left unread because of the limit.
+    """
     start, first_line, records, total, offset, line_no = 0, 1, 0, 0, 0, 0
     in_para = False
     with path.open("rb") as fh:
@@ -135,12 +138,14 @@ def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | N
                         start, first_line, records = end, line_no, 0
                 elif not blank and not in_para:
                     if limit is not None and total >= limit:
+                        capped.append(True)
                         break
                     in_para = True
                     records += 1
                     total += 1
             elif not blank:
                 if limit is not None and total >= limit:
+                    capped.append(True)
                     break
                 records += 1
                 total += 1
@@ -152,16 +157,13 @@ def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | N
         yield start, offset, first_line, records
 
 
-def count_records(sources: list[ResolvedSource]) -> dict[str, int]:
-    """Quick record count per source (for chunk sizing and progress)."""
-    counts = {}
-    for src in sources:
-        n = 0
-        for f in src.files:
-            with f.open("rb") as fh:
-                n += sum(1 for raw in fh if raw.strip())
-        counts[src.name] = n
-    return counts
+def default_chunk_records(sources: list[ResolvedSource]) -> int:
+    """Records per task: aim for >= 32 tasks (parallelism, mixing), at most 2048 records (memory).
+
+    A function of the input size only, never of the machine, so the output is the same everywhere.
+    """
+    total_bytes = sum(f.stat().st_size for s in sources for f in s.files)
+    return int(min(2048, max(64, total_bytes // 200 // 32)))
 
 
 def build_tasks(sources: list[ResolvedSource], chunk_records: int) -> tuple[list[Task], dict[str, dict]]:
@@ -170,27 +172,24 @@ def build_tasks(sources: list[ResolvedSource], chunk_records: int) -> tuple[list
     for src in sources:
         cfg = src.config
         left = cfg.max_documents
-        n_records, capped = 0, False
+        n_records, capped = 0, []
         for fi, path in enumerate(src.files):
             if left is not None and left <= 0:
-                capped = True
+                capped.append(True)
                 break
             fmt = file_format(path)
             paragraphs = fmt == "txt" and cfg.text_unit == "paragraph"
             file_records = 0
-            for start, end, first_line, recs in _index_file(path, chunk_records, paragraphs, left):
-                copies = max(1, math.ceil(cfg.weight))
-                for c in range(copies):
+            for start, end, first_line, recs in _index_file(path, chunk_records, paragraphs, left, capped):
+                for c in range(max(1, math.ceil(cfg.weight))):
                     tasks.append(Task(len(tasks), src.name, cfg.kind, fmt, str(path), fi, start, end, first_line, recs,
                                       c, cfg.weight, cfg.text_field, cfg.messages_field, cfg.text_unit))
                 file_records += recs
             n_records += file_records
             if left is not None:
                 left -= file_records
-                if left <= 0 and path.stat().st_size > (tasks[-1].end if tasks else 0):
-                    capped = True
         info[src.name] = {"files": [str(f) for f in src.files], "records_indexed": n_records,
-                          "max_documents": cfg.max_documents, "stopped_at_cap": capped, "weight": cfg.weight}
+                          "max_documents": cfg.max_documents, "stopped_at_cap": bool(capped), "weight": cfg.weight}
     return tasks, info
 
 
@@ -281,10 +280,7 @@ def prepare(
 
     cache_root = Path(cache_dir) if cache_dir else state_dir() / "cache" / "data"
     memo = _DigestMemo(cache_root / "file-digests.json" if use_cache else None)
-    counts = count_records(sources)
-    if chunk_records is None:
-        total = max(1, sum(counts.values()))
-        chunk_records = int(min(2048, max(64, total // ((num_proc or os.cpu_count() or 1) * 8))))
+    chunk_records = int(chunk_records or default_chunk_records(sources))
     key_material = {
         "format": FORMAT_VERSION,
         "variant": v.code,
@@ -316,7 +312,7 @@ def prepare(
     tmp.mkdir(parents=True)
     try:
         stats, manifest = _build(v.code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc,
-                                 shard_rows, chunk_records, lookahead, mix_tasks, progress, cache_key, counts)
+                                 shard_rows, chunk_records, lookahead, mix_tasks, progress, cache_key)
         stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -345,7 +341,7 @@ def _load_tokenizer(tok_dir: Path, template_override: str | None):
 
 
 def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc, shard_rows,
-           chunk_records, lookahead, mix_tasks, progress, cache_key, counts):
+           chunk_records, lookahead, mix_tasks, progress, cache_key):
     from components.data.formatting import ChatFormatter, verify_renderer
     from components.data.packing import Packer, ShardWriter
 
