@@ -1,0 +1,147 @@
+"""Arena storage: SQLAlchemy models, engine set-up and Alembic migrations.
+
+SQLite (WAL, synchronous=FULL) under the state folder is the embedded default; any SQLAlchemy URL
+(``postgresql+psycopg://...``) works. A vote is acknowledged only after its transaction commits, and with
+synchronous=FULL a committed WAL transaction survives a killed process (and a power loss).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    basque_level: Mapped[str] = mapped_column(String(16))
+    education: Mapped[str] = mapped_column(String(32))
+    consent_version: Mapped[str] = mapped_column(String(16))
+    consent_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    flag_reasons: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Battle(Base):
+    __tablename__ = "battles"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    model_a: Mapped[str] = mapped_column(String(128))
+    model_b: Mapped[str] = mapped_column(String(128))
+    # generation settings recorded per side (the reference stored A's settings for B)
+    settings_a: Mapped[str] = mapped_column(Text, default="{}")
+    settings_b: Mapped[str] = mapped_column(Text, default="{}")
+    sampling: Mapped[str] = mapped_column(String(16), default="uniform")
+    is_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    control_good: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_answer_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("battle_id", "idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battles.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    user: Mapped[str] = mapped_column(Text)
+    answer_a: Mapped[str] = mapped_column(Text)
+    answer_b: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battles.id"), unique=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    model_a: Mapped[str] = mapped_column(String(128))
+    model_b: Mapped[str] = mapped_column(String(128))
+    winner: Mapped[str] = mapped_column(String(8))
+    winner_content: Mapped[str] = mapped_column(String(8))
+    winner_language: Mapped[str] = mapped_column(String(8))
+    winner_overall: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    is_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    control_passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    reading_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def default_url() -> str:
+    from latxa.paths import state_dir
+
+    path = state_dir() / "arena" / "arena.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or default_url()
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=8, max_overflow=32)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
+    return engine
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def open_db(url: str | None = None) -> tuple[Engine, sessionmaker]:
+    engine = make_engine(url)
+    migrate(engine)
+    return engine, sessionmaker(engine, expire_on_commit=False)
