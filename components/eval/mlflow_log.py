@@ -1,0 +1,117 @@
+"""Log an evaluation to MLflow as a nested run of the variant's run (``components.tracking`` conventions).
+
+Metrics (suite-independent names, so the compare view lines variants up):
+``eval/<task>`` per task (percent), ``eval/mean_<lang>`` and ``eval/n_tasks_<lang>`` per language,
+``eval/category_<category>`` per category. Artifacts under ``eval/``: lm-eval's results JSON,
+the aggregate JSON, the markdown tables and the PNG plots.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from components import tracking
+from components.eval.errors import EvalError
+
+
+def metrics_of(model_table: dict) -> dict[str, float]:
+    """Flat MLflow metrics of one model's aggregate entry."""
+    out: dict[str, float] = {}
+    for task, score in model_table["tasks"].items():
+        out[f"eval/{task}"] = float(score)
+    for lang, value in model_table["languages"].items():
+        if value is not None:
+            out[f"eval/mean_{lang}"] = float(value)
+        out[f"eval/n_tasks_{lang}"] = float(model_table["coverage"][lang]["tasks"])
+    for cat, value in model_table["categories"].items():
+        if value is not None:
+            out[f"eval/category_{cat}"] = float(value)
+    return out
+
+
+def _experiment_id(client, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    uri = tracking.default_tracking_uri()
+    location = None if uri.startswith(("http://", "https://", "databricks")) else tracking.default_artifact_root().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def variant_run_id(client, experiment_id: str, variant: str) -> str:
+    """The variant's top-level run (run name = variant code); created, with the variant tags, if absent."""
+    from mlflow.entities import ViewType
+
+    tags = tracking.variant_tags(variant)  # validates the code
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{tracking.TAG_VARIANT} = '{tags[tracking.TAG_VARIANT]}'",
+                              run_view_type=ViewType.ACTIVE_ONLY, order_by=["attributes.start_time DESC"], max_results=200)
+    for run in runs:
+        if "mlflow.parentRunId" not in run.data.tags and run.info.run_name == tags[tracking.TAG_VARIANT]:
+            return run.info.run_id
+    run = client.create_run(experiment_id, run_name=tags[tracking.TAG_VARIANT],
+                            tags={**tags, tracking.TAG_GIT_COMMIT: tracking.git_commit()})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, variant: str | None = None,
+                   tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
+                   parent_run_id: str | None = None, params: dict | None = None, extra_tags: dict | None = None) -> str:
+    """Aggregate ``results_root/model_name`` and log it; returns the evaluation run's id."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from components.eval.aggregate import aggregate
+    from components.eval.plots import plot_all
+    from components.eval.tables import to_json, to_markdown
+
+    results_root = Path(results_root)
+    model_dir = results_root / model_name
+    if not model_dir.is_dir():
+        raise EvalError(f"{model_dir}: no results folder for model '{model_name}'.")
+    with tempfile.TemporaryDirectory() as tmp:
+        only = Path(tmp) / "in"
+        only.mkdir()
+        (only / model_name).symlink_to(model_dir.resolve(), target_is_directory=True)
+        agg = aggregate([only], suite=suite)
+    table = agg["models"][model_name]
+
+    uri = tracking_uri or tracking.default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = _experiment_id(client, experiment)
+    parent = parent_run_id or (variant_run_id(client, exp_id, variant) if variant else None)
+    tags = {tracking.TAG_STAGE: "eval", "eval.suite": suite, "eval.model": model_name,
+            tracking.TAG_GIT_COMMIT: tracking.git_commit(), **(extra_tags or {})}
+    if variant:
+        tags.update(tracking.variant_tags(variant))
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run = client.create_run(exp_id, run_name=f"eval-{suite}-{model_name}", tags=tags)
+    run_id = run.info.run_id
+    try:
+        all_params = {"eval.suite": suite, "eval.model": model_name, **{k: str(v) for k, v in (params or {}).items()}}
+        for k, v in all_params.items():
+            client.log_param(run_id, k, str(v)[:500])
+        import time
+
+        now = int(time.time() * 1000)
+        from mlflow.entities import Metric
+
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics_of(table).items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "aggregate.json").write_text(to_json(agg), encoding="utf-8")
+            (tmp / "tables.md").write_text(to_markdown(agg), encoding="utf-8")
+            plot_all(agg, tmp)
+            for p in sorted(tmp.iterdir()):
+                client.log_artifact(run_id, str(p), artifact_path="eval")
+        for p in sorted(model_dir.glob("results_*.json")):
+            client.log_artifact(run_id, str(p), artifact_path="eval/lm_eval")
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
