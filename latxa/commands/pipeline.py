@@ -1,0 +1,99 @@
+"""`latxa pipeline compile|run|submit`: the study as Kubeflow Pipelines (KFP v2)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from latxa.commands._common import OutputFormat, emit_json, example
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="The study pipelines (KFP v2): compile IR YAML, run locally with kfp.local, submit to KFP.",
+                        no_args_is_help=True)
+
+    @group.command("compile", help="Write the IR YAML of each pipeline (study, study-slurm, sweep, sweep-slurm) into OUT, "
+                   "ready to upload in the KFP UI. --image sets the default container image of every step."
+                   + example("latxa pipeline compile --out build/pipelines --image registry.example.org/latxa:0.1.0"))
+    def compile_(out: Path = typer.Option(..., "--out", help="Folder for the YAML files."),
+                 image: Optional[str] = typer.Option(None, "--image", help="Container image of the components."),
+                 only: Optional[str] = typer.Option(None, "--only", help="Comma-separated subset: study,sweep,..."),
+                 fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        from pipelines.runner import compile_all
+
+        names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+        written = compile_all(out, image=image, names=names)
+        if fmt == OutputFormat.json:
+            emit_json({k: str(v) for k, v in written.items()})
+        else:
+            for name, path in written.items():
+                typer.echo(f"{name}: {path}")
+
+    @group.command("run", help="Run the pipeline on this machine with kfp.local (SubprocessRunner, no containers): "
+                   "tiny model, shipped sample data, local Ray, the MLflow store of `latxa mlflow status`. One variant "
+                   "runs the study pipeline, several the sweep pipeline (ParallelFor). Prints one line per variant."
+                   + example("latxa pipeline run --local --variants exp_2_101,exp_2_100 --max-steps 20"))
+    def run(local: bool = typer.Option(False, "--local", help="Required: run here with kfp.local (use `submit` for a cluster)."),
+            variants: str = typer.Option("exp_2_101", "--variants", help="Comma-separated codes, or 'trained'."),
+            profile: str = typer.Option("local", "--profile", help="Study profile (GPU profiles go through `submit`)."),
+            experiment: str = typer.Option("latxa-instruct", "--experiment", help="MLflow experiment (one per study)."),
+            tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Default: MLFLOW_TRACKING_URI, the "
+                                                       "running `latxa mlflow up` server, else SQLite under the state folder."),
+            model: str = typer.Option("", "--model", help="Base model folder (default: the tiny offline model)."),
+            max_steps: int = typer.Option(0, "--max-steps", help="Cap training steps (0: the profile's epochs)."),
+            seq_len: int = typer.Option(0, "--seq-len", help="Packed row length (0: the profile's)."),
+            eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
+            eval_limit: int = typer.Option(0, "--eval-limit", help="Items per eval task (0: all)."),
+            config: Optional[Path] = typer.Option(None, "--config", help="Study YAML (default: the shipped one)."),
+            fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        from latxa.errors import LatxaError
+        from pipelines.runner import parse_variants, run_local
+
+        if not local:
+            raise LatxaError("`latxa pipeline run` needs --local (kfp.local on this machine); use `latxa pipeline submit --host URL` for a KFP cluster.")
+        res = run_local(parse_variants(variants), profile=profile, experiment=experiment, tracking_uri=tracking_uri,
+                        base_model=model, max_steps=max_steps, seq_len=seq_len, eval_suite=eval_suite,
+                        eval_limit=eval_limit, config_path=str(config.resolve()) if config else "")
+        if fmt == OutputFormat.json:
+            emit_json(res.__dict__)
+            return
+        typer.echo(f"{res.pipeline} pipeline finished in {res.seconds:.0f} s; MLflow {res.tracking_uri}, experiment '{res.experiment}':")
+        for r in res.runs:
+            typer.echo(f"  {r['variant']}: run {r['run_id']} {r['status']} final_loss={r['metrics'].get('final_loss', float('nan')):.4f} "
+                       f"kfp.task={r['tags'].get('kfp.task', '?')}")
+        missing = sorted(set(res.variants) - {r["variant"] for r in res.runs})
+        if missing:
+            typer.secho(f"no MLflow run found for: {', '.join(missing)}", fg="red", err=True)
+            sys.exit(1)
+
+    @group.command("submit", help="Upload the pipeline to a KFP endpoint (a new version when it exists) and start a run "
+                   "through kfp.Client. GPU profiles (leonardo-8b, ...) or --cluster use the SLURM-bridge pipeline."
+                   + example("latxa pipeline submit --host http://kfp.example.org --variants trained --profile leonardo-8b "
+                             "--tracking-uri http://mlflow.mlops:5000 --image registry.example.org/latxa:0.1.0"))
+    def submit(host: str = typer.Option(..., "--host", help="KFP API endpoint, e.g. http://localhost:8080."),
+               variants: str = typer.Option("exp_2_101", "--variants", help="Comma-separated codes, or 'trained'."),
+               profile: str = typer.Option("local", "--profile"),
+               cluster: str = typer.Option("", "--cluster", help="SLURM cluster profile (default for GPU profiles: leonardo)."),
+               image: Optional[str] = typer.Option(None, "--image", help="Container image of the components."),
+               experiment: str = typer.Option("latxa-instruct", "--experiment"),
+               tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow URI as seen from the cluster's pods."),
+               max_steps: int = typer.Option(0, "--max-steps"),
+               eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
+               namespace: Optional[str] = typer.Option(None, "--namespace", help="KFP multi-user namespace."),
+               wait: float = typer.Option(0, "--wait", help="Seconds to wait for the run to finish (0: do not wait)."),
+               fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        from pipelines.runner import parse_variants
+        from pipelines.runner import submit as do_submit
+
+        res = do_submit(host, parse_variants(variants), profile, cluster=cluster, image=image, experiment=experiment,
+                        tracking_uri=tracking_uri, max_steps=max_steps, eval_suite=eval_suite, namespace=namespace, wait=wait)
+        if fmt == OutputFormat.json:
+            emit_json(res)
+        else:
+            typer.echo(f"submitted {res['pipeline']} run {res['run_id']} (pipeline {res['pipeline_id']}, version "
+                       f"{res['version_id']}); follow it at {res['url']}")
+
+    app.add_typer(group, name="pipeline")

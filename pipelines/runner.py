@@ -1,0 +1,199 @@
+"""Compile, run locally with kfp.local, and submit to a KFP endpoint: what `latxa pipeline ...` calls."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components import tracking
+from latxa.errors import LatxaError
+from latxa.paths import state_dir
+
+
+class PipelineError(LatxaError):
+    """A pipeline could not be compiled, run or submitted."""
+
+
+def pipelines() -> dict:
+    from pipelines.study import PIPELINES
+
+    return PIPELINES
+
+
+def compile_all(out: str | Path, image: str | None = None, names: list[str] | None = None) -> dict[str, Path]:
+    """Write the IR YAML of each pipeline to OUT/<name>.yaml; ``image`` becomes the default of the `image` parameter."""
+    from kfp import compiler
+
+    from pipelines import steps
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pipelines()
+    unknown = [n for n in (names or []) if n not in table]
+    if unknown:
+        raise PipelineError(f"Unknown pipeline '{unknown[0]}' (known: {', '.join(table)}).")
+    written = {}
+    for name in names or list(table):
+        path = out / f"{name.replace('-', '_')}_pipeline.yaml"
+        params = {"image": image} if image and image != steps.DEFAULT_IMAGE else None
+        compiler.Compiler().compile(table[name], str(path), pipeline_parameters=params)
+        written[name] = path
+    return written
+
+
+def parse_variants(text: str | list[str] | None) -> list[str]:
+    """Comma-separated codes; ``trained`` is the study's 17 trained 8B variants. Validates each code."""
+    from components.registry import TRAINED_8B, parse
+
+    items = text if isinstance(text, list) else [t for t in (text or "").split(",")]
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        codes = list(TRAINED_8B) if item == "trained" else [parse(item).code]
+        out += [c for c in codes if c not in out]
+    if not out:
+        raise PipelineError("No variants given; pass --variants exp_2_101,exp_2_100 (or 'trained' for the 8B grid).")
+    return out
+
+
+def is_slurm_profile(profile: str) -> bool:
+    """A study profile whose target is a GPU cluster trains through the SLURM bridge."""
+    from components.config import load_config
+
+    return load_config().resolve(profile).target.backend == "gpu"
+
+
+@dataclass
+class LocalResult:
+    variants: list[str]
+    pipeline: str
+    tracking_uri: str
+    experiment: str
+    seconds: float
+    runs: list[dict]
+
+
+def run_local(variants: list[str], profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
+              tracking_uri: str | None = None, base_model: str = "", max_steps: int = 0, seq_len: int = 0,
+              eval_suite: str = "eu-mini", eval_limit: int = 0, config_path: str = "",
+              pipeline_root: str | Path | None = None) -> LocalResult:
+    """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner."""
+    from kfp import local
+
+    if is_slurm_profile(profile):
+        raise PipelineError(f"Profile '{profile}' targets a GPU cluster; run it with `latxa pipeline submit` "
+                            "(it trains through the SLURM bridge), not --local.")
+    uri = tracking.check_reachable(tracking_uri)  # fail fast, before any work
+    tracking.ensure_experiment(experiment, uri)
+    tokenizer = ""
+    if not base_model:
+        from components.tiny_model import ensure_tiny_model
+        from latxa.paths import tiny_model_dir
+
+        base_model = str(ensure_tiny_model(tiny_model_dir()))
+        tokenizer = base_model
+    root = Path(pipeline_root or state_dir() / "kfp" / "runs")
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # every step (a subprocess) logs to the same store
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    args: dict[str, Any] = dict(profile=profile, config_path=config_path, base_model=base_model, tokenizer=tokenizer,
+                                seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite, eval_limit=eval_limit,
+                                experiment=experiment, tracking_uri=uri)
+    table = pipelines()
+    t0 = time.time()
+    started_ms = int(t0 * 1000) - 1000
+    try:
+        if len(variants) == 1:
+            name = "study"
+            table[name](variant=variants[0], **args)
+        else:
+            name = "sweep"
+            table[name](variants=variants, **args)
+    except LatxaError:
+        raise
+    except Exception as err:  # kfp.local raises RuntimeError naming the failed task
+        raise PipelineError(f"The local {name} pipeline failed: {str(err).splitlines()[0]} (step logs above).") from None
+    runs = variant_runs(experiment, uri, variants, since_ms=started_ms)
+    return LocalResult(variants, name, uri, experiment, time.time() - t0, runs)
+
+
+def variant_runs(experiment: str, uri: str, variants: list[str] | None = None, since_ms: int = 0) -> list[dict]:
+    """The latest pipeline run per variant (newest first), as plain dicts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_STAGE}` = 'train'",
+                               order_by=["attributes.start_time DESC"], max_results=1000)
+    out, seen = [], set()
+    for run in found:
+        code = run.data.tags.get(tracking.TAG_VARIANT)
+        if not code or code in seen or (variants and code not in variants) or run.info.start_time < since_ms:
+            continue
+        seen.add(code)
+        out.append({"variant": code, "run_id": run.info.run_id, "status": run.info.status,
+                    "metrics": dict(run.data.metrics), "tags": dict(run.data.tags), "params": dict(run.data.params)})
+    return out
+
+
+def submit(host: str, variants: list[str], profile: str, cluster: str = "", image: str | None = None,
+           experiment: str = tracking.DEFAULT_EXPERIMENT, tracking_uri: str = "", max_steps: int = 0,
+           eval_suite: str = "eu-mini", namespace: str | None = None, wait: float = 0,
+           existing_token: str | None = None) -> dict:
+    """Upload the pipeline (a new version if it exists) and start a run through kfp.Client."""
+    import tempfile
+
+    import kfp
+
+    slurm = bool(cluster) or is_slurm_profile(profile)
+    kind = ("study" if len(variants) == 1 else "sweep") + ("-slurm" if slurm else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = compile_all(tmp, image=image, names=[kind])[kind]
+        try:
+            client = kfp.Client(host=host, namespace=namespace, existing_token=existing_token)
+            name = f"latxa-{kind}"
+            pipeline_id = client.get_pipeline_id(name)
+            version_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if pipeline_id is None:
+                pipe = client.upload_pipeline(str(path), pipeline_name=name, namespace=namespace)
+                pipeline_id = pipe.pipeline_id
+                versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+                version_id = versions[0].pipeline_version_id if versions else None
+            else:
+                ver = client.upload_pipeline_version(str(path), pipeline_version_name=version_name, pipeline_id=pipeline_id)
+                version_id = ver.pipeline_version_id
+            exp = client.create_experiment(experiment, namespace=namespace)
+            params: dict[str, Any] = {"profile": profile, "experiment": experiment, "max_steps": max_steps,
+                                      "eval_suite": eval_suite}
+            if tracking_uri:
+                params["tracking_uri"] = tracking_uri
+            if image:
+                params["image"] = image
+            if slurm:
+                params["cluster"] = cluster or "leonardo"
+            if len(variants) == 1:
+                params["variant"] = variants[0]
+            else:
+                params["variants"] = variants
+            run = client.run_pipeline(exp.experiment_id, f"{name}-{'-'.join(variants) if len(variants) < 4 else f'{len(variants)}-variants'}",
+                                      pipeline_id=pipeline_id, version_id=version_id, params=params)
+            result = {"host": host, "pipeline": name, "pipeline_id": pipeline_id, "version_id": version_id,
+                      "experiment_id": exp.experiment_id, "run_id": run.run_id, "params": params,
+                      "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}"}
+            if wait:
+                done = client.wait_for_run_completion(run.run_id, timeout=wait)
+                result["state"] = str(done.state)
+            return result
+        except LatxaError:
+            raise
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PipelineError(f"Submitting to the KFP endpoint {host} failed: {first}.") from None
