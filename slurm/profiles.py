@@ -1,0 +1,199 @@
+"""Typed cluster profiles (YAML): where and how a job runs on a SLURM cluster.
+
+A cluster profile names the study profile it trains with (``components/configs/study.yaml``: ``local``,
+``leonardo-8b``, ``leonardo-70b``), the allocation (account, partition, nodes, GPUs, CPUs, memory, time,
+excluded nodes), the job environment (modules, venv, environment variables) and how to reach the cluster
+(``transport``: this host, or a login node over OpenSSH).
+
+Shipped profiles live in ``slurm/profiles/<name>.yaml``; ``load_profile`` also takes a path to a YAML file.
+Values may use ``{state}`` (the local state folder), ``{repo}`` (this checkout) and ``{slurm_dir}``
+(the local test cluster's folder, ``$LATXA_SLURM_DIR`` or ``/tmp/latxa-slurm``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from slurm import safety
+from slurm.errors import SlurmError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+def local_cluster_dir() -> Path:
+    return Path(os.environ.get("LATXA_SLURM_DIR", "/tmp/latxa-slurm"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransportConfig(_Strict):
+    """How SLURM commands reach the cluster."""
+
+    kind: Literal["local", "ssh"] = "local"
+    host: str | None = None
+    user: str | None = None
+    port: int = Field(22, gt=0, lt=65536)
+    key_file: str | None = None
+    known_hosts: str | None = None
+    # Host keys are always checked; "accept-new" trusts a host seen for the first time (and says so).
+    host_key_checking: Literal["yes", "accept-new"] = "yes"
+    connect_timeout_s: int = Field(20, gt=0)
+
+    @model_validator(mode="after")
+    def _ssh_needs_host(self) -> "TransportConfig":
+        if self.kind == "ssh" and not self.host:
+            raise ValueError("an ssh transport needs 'host'")
+        for value, what in ((self.host, "host"), (self.user, "user")):
+            if value is not None:
+                safety.node_name(value) if what == "host" else safety.slurm_token(value, what)
+        return self
+
+
+class ClusterProfile(_Strict):
+    name: str = ""
+    description: str = ""
+    study_profile: str = Field(..., description="profile of the study config the training runs with")
+    transport: TransportConfig = TransportConfig()
+    slurm_conf: str | None = None          # SLURM_CONF for client commands (the local test cluster)
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    nodes: int = Field(1, gt=0)
+    ntasks_per_node: int = Field(1, gt=0)
+    gpus_per_node: int = Field(0, ge=0)
+    cpus_per_task: int = Field(1, gt=0)
+    mem: str | None = None
+    time: str = "24:00:00"
+    exclude: list[str] = Field(default_factory=list)
+    requeue: bool = False                  # let SLURM requeue on preemption / node failure
+    modules: list[str] = Field(default_factory=list)
+    python_env: str | None = None          # venv to activate; "auto" = the venv running the bridge
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str = "{state}/slurm"         # job folders (script, staged config, logs) live under here
+    repo: str | None = "{repo}"            # project checkout on the cluster (the job cd's there)
+    node_ip_command: str = "hostname --ip-address | awk '{print $1}'"
+    ray_port_base: int = Field(20000, ge=1024, lt=65000)
+    ray_port_slots: int = Field(400, gt=0)
+    ray_object_store_mb: int | None = Field(None, gt=0)
+    ray_join_timeout_s: int = Field(600, gt=0)
+    sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
+    max_resubmits: int = Field(2, ge=0)
+
+    @field_validator("exclude")
+    @classmethod
+    def _nodes(cls, v: list[str]) -> list[str]:
+        return [safety.node_name(n) for n in v]
+
+    @field_validator("modules")
+    @classmethod
+    def _modules(cls, v: list[str]) -> list[str]:
+        return [safety.module_name(m) for m in v]
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return {safety.env_name(k): safety.text_arg(str(val), f"value of {k}") for k, val in v.items()}
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        return safety.time_limit(v)
+
+    @model_validator(mode="after")
+    def _tokens(self) -> "ClusterProfile":
+        for what in ("account", "partition", "qos", "mem"):
+            value = getattr(self, what)
+            if value is not None:
+                safety.slurm_token(value, what)
+        if self.ray_port_base + self.ray_port_slots * 100 > 65535:
+            raise ValueError("ray_port_base + ray_port_slots * 100 must stay below 65536")
+        return self
+
+    # ---------------------------------------------------------------------------------------- resolved
+    def expand(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from latxa.paths import REPO_ROOT, state_dir
+
+        out = value
+        if "{state}" in out:
+            out = out.replace("{state}", str(state_dir()))
+        return out.replace("{repo}", str(REPO_ROOT)).replace("{slurm_dir}", str(local_cluster_dir()))
+
+    @property
+    def workdir_path(self) -> str:
+        return safety.sbatch_path(self.expand(self.workdir), "profile workdir")
+
+    @property
+    def repo_path(self) -> str | None:
+        return safety.body_path(self.expand(self.repo), "profile repo") if self.repo else None
+
+    @property
+    def slurm_conf_path(self) -> str | None:
+        return self.expand(self.slurm_conf)
+
+    @property
+    def python_env_path(self) -> str | None:
+        if self.python_env == "auto":
+            return sys.prefix if sys.prefix != sys.base_prefix else None
+        return self.expand(self.python_env)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node if self.gpus_per_node else 0
+
+    def check_against_study(self, config_path: str | Path | None = None):
+        """The study profile must exist and agree with the allocation (nodes x GPUs = Ray Train workers)."""
+        from components.config import load_config
+
+        resolved = load_config(config_path).resolve(self.study_profile)
+        tgt = resolved.target
+        if self.gpus_per_node and tgt.backend == "gpu":
+            if (tgt.nodes, tgt.gpus_per_node) != (self.nodes, self.gpus_per_node):
+                raise SlurmError(
+                    f"Cluster profile '{self.name}' allocates {self.nodes} nodes x {self.gpus_per_node} GPUs but study "
+                    f"profile '{self.study_profile}' expects {tgt.nodes} x {tgt.gpus_per_node}."
+                )
+        return resolved
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path) -> ClusterProfile:
+    """A shipped profile by name (``local``, ``leonardo-8b``, ...) or a YAML file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or os.sep in text):
+        path = PROFILE_DIR / f"{text}.yaml"
+        if not path.is_file():
+            raise SlurmError(f"Unknown cluster profile '{text}' (known: {', '.join(available_profiles())}; or pass a YAML file).")
+    if not path.is_file():
+        raise SlurmError(f"Cluster profile file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise SlurmError(f"{path}{line} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    if not isinstance(data, dict):
+        raise SlurmError(f"Cluster profile {path} must be a YAML mapping.")
+    data.setdefault("name", path.stem)
+    try:
+        return ClusterProfile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden":
+            raise SlurmError(f"Unknown key '{key}' in cluster profile {path}.") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise SlurmError(f"Invalid value for '{key}' in cluster profile {path}: {msg}.") from None

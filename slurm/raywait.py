@@ -1,0 +1,54 @@
+"""Wait until a Ray cluster started inside a SLURM allocation has all its nodes (used by the sbatch script).
+
+    python -m slurm.raywait --address 10.0.0.1:20100 --nodes 32 --timeout 600
+
+Exits 0 once ``--nodes`` nodes are alive, 1 with a one-line reason on timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def wait_for_nodes(address: str, nodes: int, timeout: float) -> int:
+    import ray
+
+    deadline = time.monotonic() + timeout
+    last_err = ""
+    while time.monotonic() < deadline:
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            break
+        except Exception as err:  # GCS not up yet
+            last_err = str(err).splitlines()[0] if str(err) else type(err).__name__
+            time.sleep(1.0)
+    else:
+        print(f"[latxa-slurm] Ray head at {address} did not come up within {timeout:.0f} s ({last_err})", file=sys.stderr)
+        return 1
+    try:
+        alive = 0
+        while time.monotonic() < deadline:
+            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if alive >= nodes:
+                print(f"[latxa-slurm] Ray cluster ready: {alive}/{nodes} node(s) joined", flush=True)
+                return 0
+            time.sleep(1.0)
+        print(f"[latxa-slurm] only {alive}/{nodes} Ray node(s) joined within {timeout:.0f} s", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--nodes", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    return wait_for_nodes(args.address, args.nodes, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
