@@ -1,0 +1,107 @@
+"""Ray Serve application: one deployment per model (own replicas/autoscaling) behind one gateway.
+
+The gateway is a FastAPI ingress serving the OpenAI-compatible routes (/v1) and the arena API (/api); it
+streams from the model deployments through deployment handles (``handle.options(stream=True)``). The
+gateway keeps one replica: it owns the arena database connection pool and the in-memory rate limits.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import AsyncIterator
+
+from ray import serve
+
+from serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
+from serving.registry import ModelSpec, ServeConfig
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class ChatModel:
+    def __init__(self, spec_json: str):
+        self.spec = ModelSpec.model_validate_json(spec_json)
+        self.model = load_model(self.spec)
+
+    async def stream(self, messages: list[dict], settings_json: str):
+        settings = GenerationSettings.model_validate_json(settings_json)
+        async for chunk in aiter_thread(lambda: self.model.stream(messages, settings)):
+            yield chunk
+
+
+class RayBackends:
+    """The arena/OpenAI routes' view of the model deployments."""
+
+    def __init__(self, cfg: ServeConfig, handles: dict):
+        self.specs = {m.name: m for m in cfg.models}
+        self.handles = handles
+
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    def kinds(self) -> dict[str, str]:
+        return {n: s.kind for n, s in self.specs.items()}
+
+    def settings(self, name: str) -> GenerationSettings:
+        return self.specs[name].generation
+
+    async def astream(self, name: str, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[dict]:
+        gen = self.handles[name].options(stream=True).stream.remote(messages, settings.model_dump_json())
+        try:
+            async for chunk in gen:
+                yield chunk
+        except BackendError:
+            raise
+        except Exception as err:  # a replica error arrives wrapped by Ray
+            raise BackendError(f"model {name} failed ({type(err).__name__}).") from None
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1, max_ongoing_requests=256)
+@serve.ingress()
+class Gateway:
+    def __init__(self, cfg_json: str, handles: dict):
+        self.cfg = ServeConfig.model_validate_json(cfg_json)
+        self.backends = RayBackends(self.cfg, handles)
+
+    def __serve_build_asgi_app__(self):
+        from serving.app import build_app
+
+        return build_app(self.cfg, self.backends)
+
+
+def build_application(cfg: ServeConfig):
+    handles = {}
+    for spec in cfg.models:
+        opts: dict = {"name": f"model-{spec.name}",
+                      "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus},
+                      "max_ongoing_requests": 64}
+        a = spec.autoscaling
+        if a.max_replicas > a.min_replicas:
+            opts["autoscaling_config"] = {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+                                          "target_ongoing_requests": a.target_ongoing_requests}
+        else:
+            opts["num_replicas"] = max(1, a.min_replicas)
+        handles[spec.name] = ChatModel.options(**opts).bind(spec.model_dump_json())
+    return Gateway.bind(cfg.model_dump_json(), handles)
+
+
+def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -> None:
+    """Start (or join) Ray, then run the application with its HTTP proxy on host:port (non-blocking)."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus or min(2, os.cpu_count() or 1), include_dashboard=False,
+                 object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+        # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys
+        # are never put in a runtime_env, where Ray would record them.
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_application(cfg), name="latxa", route_prefix="/", blocking=False)
+
+
+def stop() -> None:
+    import ray
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
