@@ -27,29 +27,15 @@ def start_run(variant: str, profile: str, config_path: str, experiment: str, tra
 
 
 @dsl.component(**_component)
-def prepare_data(variant: str, config_path: str, tokenizer: str, seq_len: int, mlflow_run_id: str,
-                 tracking_uri: str, kfp_run_id: str, kfp_task: str,
-                 dataset: Output[Dataset], stats: Output[Metrics]):
-    """Per-variant mixture -> chat template with loss masks -> packed shards (`latxa data prepare`)."""
-    from pipelines import steps_impl
-
-    numbers = steps_impl.prepare_data(variant, config_path, tokenizer, seq_len, dataset.path)
-    for key, value in numbers.items():
-        stats.log_metric(key, value)
-    dataset.metadata["variant"] = variant
-    steps_impl.tag_step(mlflow_run_id, tracking_uri, "prepare", kfp_run_id, kfp_task,
-                        {"data_hash": str(numbers.get("cache_key", ""))} if "cache_key" in numbers else None)
-
-
-@dsl.component(**_component)
 def train_model(variant: str, profile: str, config_path: str, base_model: str, max_steps: int,
-                mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
+                mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str, data_hash: str, prepare_task: str,
                 data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
     """Fine-tune on local Ray Train (`latxa train`), logging into the variant's MLflow run; export an HF folder."""
     from pathlib import Path
 
     from pipelines import steps_impl
 
+    steps_impl.tag_step(mlflow_run_id, tracking_uri, "prepare", kfp_run_id, prepare_task, {"data_hash": data_hash})
     steps_impl.tag_step(mlflow_run_id, tracking_uri, "train", kfp_run_id, kfp_task)
     cfg = steps_impl.study_config_file(config_path, profile, max_steps, Path(model.path).parent / "config")
     steps_impl.train_local(variant, profile, cfg, base_model, data.path, model.path, mlflow_run_id, tracking_uri)
@@ -62,12 +48,14 @@ def train_model(variant: str, profile: str, config_path: str, base_model: str, m
 @dsl.component(**_component)
 def slurm_train_model(variant: str, profile: str, config_path: str, base_model: str, max_steps: int,
                       cluster: str, mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
+                      data_hash: str, prepare_task: str,
                       data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
     """Train through the SLURM bridge (submit, wait with status, fail on a failed job)."""
     from pathlib import Path
 
     from pipelines import steps_impl
 
+    steps_impl.tag_step(mlflow_run_id, tracking_uri, "prepare", kfp_run_id, prepare_task, {"data_hash": data_hash})
     steps_impl.tag_step(mlflow_run_id, tracking_uri, "train", kfp_run_id, kfp_task, {"latxa.slurm_cluster": cluster})
     cfg = steps_impl.study_config_file(config_path, profile, max_steps, Path(model.path).parent / "config")
     job = steps_impl.train_slurm(variant, profile, cfg, base_model, data.path, model.path, cluster,
@@ -80,13 +68,14 @@ def slurm_train_model(variant: str, profile: str, config_path: str, base_model: 
 
 
 @dsl.component(**_component)
-def evaluate_model(suite: str, limit: int, mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
-                   model: Input[Model], results: Output[Artifact], scores: Output[Metrics]):
-    """lm-eval on the exported model (`latxa eval run`); per-task scores and language means."""
+def evaluate_model(variant: str, suite: str, limit: float, experiment: str, mlflow_run_id: str, tracking_uri: str,
+                   kfp_run_id: str, kfp_task: str, model: Input[Model], results: Output[Artifact], scores: Output[Metrics]):
+    """lm-eval on the exported model (`latxa eval run`); per-task scores and language means, logged as a nested run."""
     from pipelines import steps_impl
 
     steps_impl.tag_step(mlflow_run_id, tracking_uri, "eval", kfp_run_id, kfp_task)
-    for key, value in steps_impl.evaluate(model.path, suite, limit, results.path).items():
+    for key, value in steps_impl.evaluate(model.path, suite, limit, results.path, variant, mlflow_run_id, tracking_uri,
+                                          experiment, kfp_run_id, kfp_task).items():
         scores.log_metric(key, value)
 
 

@@ -104,23 +104,6 @@ def study_config_file(config_path: str, profile: str, max_steps: int, out_dir: P
 
 
 # ---------------------------------------------------------------------------------------------
-def prepare_data(variant: str, config_path: str, tokenizer: str, seq_len: int, out: str) -> dict[str, Any]:
-    """`latxa data prepare`; returns the numbers of stats.json worth logging."""
-    args = ["data", "prepare", "--variant", variant, "--out", out]
-    if config_path:
-        args += ["--config", config_path]
-    if tokenizer:
-        args += ["--tokenizer", tokenizer]
-    if seq_len:
-        args += ["--seq-len", str(seq_len)]
-    run_cli(args, what="data preparation")
-    stats_path = Path(out) / "stats.json"
-    if not stats_path.is_file():
-        raise StepError(f"data preparation finished but wrote no {stats_path}.")
-    stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    return {k: v for k, v in _flatten(stats).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(obj, dict):
@@ -165,65 +148,27 @@ def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-def evaluate(model: str, suite: str, limit: int, out: str) -> dict[str, float]:
-    """`latxa eval run`; returns per-task scores (percent) and the language means, under tracking's names."""
-    args = ["eval", "run", "--model", model, "--suite", suite, "--out", out]
+def evaluate(model: str, suite: str, limit: float, out: str, variant: str, run_id: str, tracking_uri: str,
+             experiment: str, kfp_run_id: str, kfp_task: str) -> dict[str, float]:
+    """`latxa eval run` on the exported model, then the evaluation layer's aggregation and MLflow logging
+    (a nested run under the variant's run, tagged with this KFP task). Returns the flat metrics."""
+    from components.eval.aggregate import aggregate
+    from components.eval.mlflow_log import log_evaluation, metrics_of
+
+    name = variant
+    args = ["eval", "run", "--model", model, "--suite", suite, "--out", out, "--name", name, "--format", "md"]
     if limit:
         args += ["--limit", str(limit)]
     run_cli(args, what="evaluation")
-    return eval_scores(Path(out), suite)
-
-
-def _result_files(folder: Path) -> list[Path]:
-    files = []
-    for path in sorted(folder.rglob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("results"), dict):
-            files.append(path)
-    return files
-
-
-def eval_scores(folder: Path, suite: str) -> dict[str, float]:
-    """Scores from lm-eval results JSON files under ``folder`` (later files win), in percent."""
-    from components.eval.registry import default_registry
-
-    files = _result_files(folder)
-    if not files:
-        raise StepError(f"evaluation wrote no lm-eval results JSON under {folder}.")
-    by_task = {}
-    try:
-        by_task = default_registry().by_task()
-    except Exception:  # registry unavailable: fall back to the metric names alone
-        pass
-    scores: dict[str, float] = {}
-    for path in sorted(files, key=lambda p: p.stat().st_mtime):
-        results = json.loads(path.read_text(encoding="utf-8"))["results"]
-        for task, metrics in results.items():
-            bench = by_task.get(task)
-            wanted = [bench.metric] if bench is not None and getattr(bench, "metric", None) else []
-            wanted += ["acc,none", "acc", "exact_match,flexible-extract", "exact_match,none", "acc_norm,none"]
-            for key in wanted:
-                hit = next((v for k, v in metrics.items() if (k == key or k.split(",")[0] == key) and isinstance(v, (int, float))), None)
-                if hit is not None:
-                    scores[task] = 100.0 * float(hit)
-                    break
-    if not scores:
-        raise StepError(f"no task scores found in {len(files)} lm-eval results file(s) under {folder}.")
-    out = {tracking.eval_task_metric(suite, t): v for t, v in scores.items()}
-    langs: dict[str, list[float]] = {}
-    for task, value in scores.items():
-        bench = by_task.get(task)
-        lang = getattr(bench, "language", None) if bench is not None else None
-        lang = lang or ("eu" if suite.startswith("eu") or "_eu" in task or task.startswith("eu") else None)
-        counts = getattr(bench, "in_mean", True) if bench is not None else True
-        if lang and counts:
-            langs.setdefault(lang, []).append(value)
-    for lang, values in langs.items():
-        out[tracking.eval_mean_metric(suite, lang)] = sum(values) / len(values)
-    return out
+    agg = aggregate([out], suite=suite)
+    if name not in agg.get("models", {}):
+        raise StepError(f"evaluation wrote no results for {name} under {out}.")
+    metrics = metrics_of(agg["models"][name], suite)
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    eval_run = log_evaluation(out, name, suite=suite, variant=variant, tracking_uri=uri, experiment=experiment,
+                              parent_run_id=run_id, extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
+    print(f"evaluation logged as MLflow run {eval_run} (nested under {run_id})", flush=True)
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
