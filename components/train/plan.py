@@ -1,0 +1,246 @@
+"""A training job, validated before any worker starts.
+
+:func:`plan_training` turns what a user asked for (:class:`TrainJob`) into what the workers run
+(:class:`TrainPlan`, plain JSON-able data). Every check that can fail on bad input happens here, in the
+driver, in well under a second, with one readable sentence: unknown variant or profile, missing or
+malformed dataset, data packed for another variant or sequence length, a model folder that is not a
+Hugging Face causal LM, a batch that the worker count does not divide, a GPU profile on a machine
+without GPUs, an output folder that already holds a run (without ``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latxa.errors import LatxaError
+
+RUN_FILE = "run.json"          # out/run.json: the job, the MLflow run id, status (what --resume reads)
+RAY_DIR = "ray"                # out/ray/<run name>/checkpoint_*: Ray Train's persisted checkpoints
+MODEL_DIR = "model"            # out/model: the exported Hugging Face folder
+
+
+class TrainConfigError(LatxaError, ValueError):
+    """A training job that cannot run as asked (one readable sentence)."""
+
+
+@dataclass
+class TrainJob:
+    """What a user asks for (the CLI flags of `latxa train`)."""
+
+    variant: str
+    data_dir: Path
+    out_dir: Path
+    model_dir: Path | None = None          # default: the tiny offline model (cpu profiles)
+    profile: str | None = "local"
+    config_path: Path | None = None
+    resume: bool = False
+    tracking_uri: str | None = None        # default: components.tracking.resolve_tracking_uri()
+    experiment: str | None = None          # default: components.tracking.DEFAULT_EXPERIMENT
+    parent_run_id: str | None = None       # sweep run that groups variants
+    register: bool = True                  # register the exported model in the MLflow Model Registry
+    track: bool = True                     # False: no MLflow at all (benchmarks)
+    # Overrides of the resolved config (CLI flags); None keeps the config's value.
+    num_workers: int | None = None
+    deepspeed_stage: int | None = None
+    global_batch_size: int | None = None
+    micro_batch_size: int | None = None
+    max_steps: int | None = None
+    checkpoint_every: int | None = None
+    keep_checkpoints: int | None = None
+    log_every: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainPlan:
+    """What the workers run: resolved and checked, JSON-able (it is Ray's ``train_loop_config``)."""
+
+    variant: str
+    data_dir: str
+    out_dir: str
+    model_dir: str
+    run_name: str
+    profile: str | None
+    backend: str                  # cpu | gpu
+    world_size: int
+    deepspeed_stage: int
+    offload_optimizer: bool
+    seed: int
+    seq_len: int
+    num_rows: int
+    micro_batch_size: int
+    grad_accum: int
+    global_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    padded_rows_per_epoch: int
+    shuffle: bool
+    precision: str
+    gradient_checkpointing: bool
+    neftune_alpha: float
+    max_grad_norm: float
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    lr: float
+    scheduler: str
+    warmup_ratio: float
+    min_lr_ratio: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    data_cache_key: str | None
+    trainable_tokens: int
+    resolved_config: dict[str, Any]
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+    bench_steps_to_skip: int = 0          # benchmarks: steps excluded from the tokens/s figure (warm-up)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainPlan":
+        return cls(**data)
+
+    @property
+    def ray_dir(self) -> Path:
+        return Path(self.out_dir) / RAY_DIR
+
+    def params(self) -> dict[str, Any]:
+        """Every hyperparameter and run fact, flat, for MLflow params."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("resolved_config", "tracking_uri", "mlflow_run_id",
+                                                                  "bench_steps_to_skip")}
+        out["betas"] = f"{self.betas[0]},{self.betas[1]}"
+        return out
+
+
+def _model_ok(path: Path) -> None:
+    if not path.is_dir():
+        raise TrainConfigError(f"Model folder {path} does not exist; build the tiny model with `latxa model tiny --out {path}`.")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise TrainConfigError(f"{path} has no config.json, so it is not a Hugging Face model folder.")
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise TrainConfigError(f"{path} has no tokenizer files; the exported model needs the tokenizer and chat template.")
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # torch missing or broken CUDA: no GPU for our purposes
+        return 0
+
+
+def read_run_file(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def plan_training(job: TrainJob) -> TrainPlan:
+    """Validate a job and resolve it into a plan; raise :class:`TrainConfigError` (or another LatxaError)."""
+    from components.config import load_config
+    from components.registry import parse
+    from components.train.data import Schedule, inspect_packed
+
+    variant = parse(job.variant)                      # VariantError: unknown variant, one sentence
+    resolved = load_config(job.config_path).resolve(job.profile)
+    study, target = resolved.study, resolved.target
+
+    world = job.num_workers if job.num_workers is not None else target.num_workers
+    if world < 1:
+        raise TrainConfigError(f"--num-workers must be at least 1 (got {world}).")
+    stage = job.deepspeed_stage if job.deepspeed_stage is not None else target.deepspeed_stage
+    if stage not in (0, 1, 2, 3):
+        raise TrainConfigError(f"DeepSpeed ZeRO stage must be 0 (plain DDP), 1, 2 or 3 (got {stage}).")
+    if target.backend == "gpu":
+        have = _gpu_count()
+        if have == 0:
+            raise TrainConfigError(
+                f"Profile '{resolved.profile}' trains on GPUs but this machine has none; use --profile local here "
+                f"or submit the job to the cluster with `latxa slurm submit`.")
+
+    micro = job.micro_batch_size or study.train.micro_batch_size
+    accum = study.train.grad_accum
+    if job.global_batch_size is not None:
+        per_step = world * micro
+        if job.global_batch_size <= 0 or job.global_batch_size % per_step:
+            raise TrainConfigError(
+                f"Global batch size {job.global_batch_size} is not divisible by world size {world} x micro batch "
+                f"{micro} = {per_step}; choose a multiple of {per_step}.")
+        accum = job.global_batch_size // per_step
+    global_batch = micro * accum * world
+
+    data = inspect_packed(job.data_dir)
+    if data.variant and data.variant != variant.code:
+        raise TrainConfigError(
+            f"Dataset {job.data_dir} was prepared for {data.variant}, not {variant.code}; prepare it with "
+            f"`latxa data prepare --variant {variant.code}`.")
+    if data.seq_len != study.data.seq_len:
+        raise TrainConfigError(
+            f"Dataset {job.data_dir} is packed to seq_len {data.seq_len} but profile '{resolved.profile}' trains at "
+            f"seq_len {study.data.seq_len}; prepare the data with the same profile.")
+    if data.num_rows < world:
+        raise TrainConfigError(f"Dataset {job.data_dir} has {data.num_rows} rows, fewer than the {world} workers.")
+
+    if job.model_dir is not None:
+        model_dir = Path(job.model_dir)
+    elif target.backend == "cpu":
+        from latxa.paths import tiny_model_dir
+
+        model_dir = tiny_model_dir()
+        if not (model_dir / "config.json").is_file():
+            from components.tiny_model import ensure_tiny_model
+
+            ensure_tiny_model(model_dir)
+    else:
+        raise TrainConfigError(
+            f"Profile '{resolved.profile}' needs --model pointing at a local copy of {variant.backbone_info.hf_name} "
+            f"(runs never download weights).")
+    _model_ok(model_dir)
+    model_cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    vocab = int(model_cfg.get("vocab_size", 0))
+    if vocab and data.max_token_id >= vocab:
+        raise TrainConfigError(
+            f"Dataset {job.data_dir} holds token id {data.max_token_id} but the model {model_dir} has only {vocab} "
+            f"embeddings; the data was tokenized with another tokenizer.")
+
+    out_dir = Path(job.out_dir)
+    previous = read_run_file(out_dir)
+    has_ray = (out_dir / RAY_DIR).is_dir() and any((out_dir / RAY_DIR).iterdir())
+    if (previous or has_ray) and not job.resume:
+        raise TrainConfigError(
+            f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out.")
+    if previous and previous.get("variant") != variant.code:
+        raise TrainConfigError(
+            f"{out_dir} holds a run of {previous.get('variant')}, not {variant.code}; choose another --out.")
+
+    train = study.train
+    checkpoint_every = job.checkpoint_every or train.checkpoint_every
+    sched = Schedule.build(data.num_rows, global_batch, train.epochs, job.max_steps or train.max_steps)
+    precision = train.precision if target.backend == "gpu" else "fp32"
+    flat = resolved.flat_params()
+    return TrainPlan(
+        variant=variant.code, data_dir=str(Path(job.data_dir).resolve()), out_dir=str(out_dir.resolve()),
+        model_dir=str(model_dir.resolve()), run_name=variant.code, profile=resolved.profile, backend=target.backend,
+        world_size=world, deepspeed_stage=stage, offload_optimizer=target.offload_optimizer,
+        seed=job.seed if job.seed is not None else study.seed, seq_len=data.seq_len, num_rows=data.num_rows,
+        micro_batch_size=micro, grad_accum=accum, global_batch=global_batch, steps_per_epoch=sched.steps_per_epoch,
+        total_steps=sched.total_steps, padded_rows_per_epoch=sched.padded_rows_per_epoch, shuffle=study.data.shuffle,
+        precision=precision, gradient_checkpointing=train.gradient_checkpointing, neftune_alpha=train.neftune_alpha,
+        max_grad_norm=train.max_grad_norm, log_every=job.log_every or train.log_every,
+        checkpoint_every=checkpoint_every, keep_checkpoints=job.keep_checkpoints or train.keep_checkpoints,
+        lr=job.lr or study.optim.lr, scheduler=study.optim.scheduler, warmup_ratio=study.optim.warmup_ratio,
+        min_lr_ratio=study.optim.min_lr_ratio, betas=tuple(study.optim.betas), eps=study.optim.eps,
+        weight_decay=study.optim.weight_decay, data_cache_key=data.cache_key, trainable_tokens=data.trainable_tokens,
+        resolved_config={**flat, "profile": resolved.profile}, tracking_uri=job.tracking_uri,
+    )
