@@ -1,8 +1,8 @@
 """Log an evaluation to MLflow as a nested run of the variant's run (``components.tracking`` conventions).
 
-Metrics (suite-independent names, so the compare view lines variants up):
-``eval/<task>`` per task (percent), ``eval/mean_<lang>`` and ``eval/n_tasks_<lang>`` per language,
-``eval/category_<category>`` per category. Artifacts under ``eval/``: lm-eval's results JSON,
+Metrics use ``components.tracking``'s names: ``eval.<suite>.<task>`` per task (percent),
+``eval.<suite>.mean_<lang>`` per language, plus ``eval.<suite>.n_tasks_<lang>`` (tasks the mean covers)
+and ``eval.<suite>.category_<category>``. Artifacts under ``eval/``: lm-eval's results JSON,
 the aggregate JSON, the markdown tables and the PNG plots.
 """
 
@@ -15,28 +15,20 @@ from components import tracking
 from components.eval.errors import EvalError
 
 
-def metrics_of(model_table: dict) -> dict[str, float]:
+def metrics_of(model_table: dict, suite: str) -> dict[str, float]:
     """Flat MLflow metrics of one model's aggregate entry."""
+    prefix = f"{tracking.METRIC_EVAL_PREFIX}.{suite}"
     out: dict[str, float] = {}
     for task, score in model_table["tasks"].items():
-        out[f"eval/{task}"] = float(score)
+        out[tracking.eval_task_metric(suite, task)] = float(score)
     for lang, value in model_table["languages"].items():
         if value is not None:
-            out[f"eval/mean_{lang}"] = float(value)
-        out[f"eval/n_tasks_{lang}"] = float(model_table["coverage"][lang]["tasks"])
+            out[tracking.eval_mean_metric(suite, lang)] = float(value)
+        out[f"{prefix}.n_tasks_{lang}"] = float(model_table["coverage"][lang]["tasks"])
     for cat, value in model_table["categories"].items():
         if value is not None:
-            out[f"eval/category_{cat}"] = float(value)
+            out[f"{prefix}.category_{cat}"] = float(value)
     return out
-
-
-def _experiment_id(client, name: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    uri = tracking.default_tracking_uri()
-    location = None if uri.startswith(("http://", "https://", "databricks")) else tracking.default_artifact_root().as_uri()
-    return client.create_experiment(name, artifact_location=location)
 
 
 def variant_run_id(client, experiment_id: str, variant: str) -> str:
@@ -59,7 +51,6 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
                    tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
                    parent_run_id: str | None = None, params: dict | None = None, extra_tags: dict | None = None) -> str:
     """Aggregate ``results_root/model_name`` and log it; returns the evaluation run's id."""
-    import mlflow
     from mlflow import MlflowClient
 
     from components.eval.aggregate import aggregate
@@ -77,10 +68,9 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
         agg = aggregate([only], suite=suite)
     table = agg["models"][model_name]
 
-    uri = tracking_uri or tracking.default_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = tracking.check_reachable(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment)
+    exp_id = tracking.ensure_experiment(experiment, uri)
     parent = parent_run_id or (variant_run_id(client, exp_id, variant) if variant else None)
     tags = {tracking.TAG_STAGE: "eval", "eval.suite": suite, "eval.model": model_name,
             tracking.TAG_GIT_COMMIT: tracking.git_commit(), **(extra_tags or {})}
@@ -99,7 +89,7 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
         now = int(time.time() * 1000)
         from mlflow.entities import Metric
 
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics_of(table).items()])
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics_of(table, suite).items()])
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             (tmp / "aggregate.json").write_text(to_json(agg), encoding="utf-8")
