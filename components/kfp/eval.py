@@ -1,7 +1,8 @@
 """KFP v2 component: evaluate a model with lm-eval and (optionally) log it to MLflow.
 
 Inputs: ``model`` as an ``Input[Model]`` artifact (an exported Hugging Face folder), or, when no artifact
-is wired, ``model_url`` (an OpenAI-compatible endpoint URL, or a model folder path); ``suite`` and ``limit``.
+is wired, ``model_url`` (an OpenAI-compatible endpoint URL, or a model folder path); ``suite``, ``limit`` and
+optionally ``tasks`` (comma-separated subset of the suite).
 Outputs: ``metrics`` (``Metrics``: per-task scores, language means and their task counts, in percent,
 under ``components.tracking``'s names) and ``results`` (an ``Artifact`` folder holding lm-eval's own
 ``<name>/results_<time>.json`` and per-sample logs). With ``variant`` or ``mlflow_parent_run_id`` the
@@ -30,6 +31,7 @@ def evaluate(
     served_model: str = "",
     name: str = "",
     limit: int = 0,
+    tasks: str = "",
     device: str = "cpu",
     variant: str = "",
     mlflow_parent_run_id: str = "",
@@ -50,7 +52,8 @@ def evaluate(
     if not target:
         raise EvalError("no model: wire a Model artifact or set model_url.")
     run_name = name or (str(model.metadata.get("variant", "")) if model is not None else "") or None
-    res = run_eval(target, suite, results.path, limit=limit or None, name=run_name,
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] or None
+    res = run_eval(target, suite, results.path, limit=limit or None, name=run_name, tasks=task_list,
                    served_model=served_model or None, device=device)
     agg = aggregate([results.path], suite=suite)
     table = agg["models"][res.spec.name]

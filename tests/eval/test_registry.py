@@ -1,0 +1,66 @@
+"""The benchmark registry: the study's 29 benchmarks as data, suites, lookups with readable errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from components.eval.errors import EvalError
+from components.eval.registry import load_registry, default_registry
+
+
+def test_study_has_29_benchmarks_15_eu_10_en_4_es():
+    reg = default_registry()
+    assert len(reg.study) == 29
+    assert Counter(b.language for b in reg.study) == {"eu": 15, "en": 10, "es": 4}
+    assert set(b.category for b in reg.study) == set(reg.categories) == {
+        "reading_comprehension", "common_sense", "linguistic_proficiency", "knowledge", "math_reasoning", "bias"}
+
+
+def test_bias_tasks_are_reported_but_not_in_the_mean_and_run_4_shot():
+    reg = default_registry()
+    bias = {b.task: b for b in reg.study if b.category == "bias"}
+    assert set(bias) == {"bbq", "basqbbq"}
+    assert all(not b.in_mean and b.num_fewshot == 4 for b in bias.values())
+    others = [b for b in reg.study if b.category != "bias"]
+    assert all(b.in_mean and b.num_fewshot == 5 for b in others)
+    # 14 Basque, 9 English and 4 Spanish tasks make the language means
+    assert Counter(b.language for b in others) == {"eu": 14, "en": 9, "es": 4}
+
+
+def test_metric_keys_mgsm_flexible_extract_and_acc_elsewhere():
+    reg = default_registry()
+    for b in reg.study:
+        if b.task.startswith("mgsm"):
+            assert b.metric_keys == ("exact_match,flexible-extract",)
+        else:
+            assert b.metric_keys[0] == "acc,none"
+
+
+def test_suites_select_by_language_and_eu_mini_is_offline():
+    reg = default_registry()
+    assert len(reg.suite("paper").tasks) == 29
+    assert [len(reg.suite(s).tasks) for s in ("eu", "en", "es")] == [15, 10, 4]
+    mini = reg.suite("eu-mini")
+    assert mini.offline and mini.include_path is not None and mini.include_path.is_dir()
+    assert mini.tasks == ["eu_mini_eus_trivia", "eu_mini_eus_exams", "eu_mini_qnli", "eu_mini_truthfulqa_mc1"]
+    assert reg.suite("eu-mini-gen").tasks[0] == "eu_mini_gen_eus_trivia"
+    for b in mini.benchmarks:  # every eu-mini task has its YAML and its shipped data file
+        assert (mini.include_path / f"{b.task}.yaml").is_file()
+        assert b.data
+
+
+def test_unknown_task_and_suite_are_one_sentence_with_a_suggestion():
+    reg = default_registry()
+    with pytest.raises(EvalError, match=r"unknown task 'eus_trivai' \(did you mean 'eus_trivia'\?\)"):
+        reg.benchmark("eus_trivai")
+    with pytest.raises(EvalError, match=r"unknown suite 'eu-mni'.*eu-mini"):
+        reg.suite("eu-mni")
+
+
+def test_a_registry_with_a_bad_language_names_the_entry(tmp_path):
+    bad = tmp_path / "reg.yaml"
+    bad.write_text("categories: {knowledge: K}\nlanguages: {eu: Basque}\nstudy:\n  - {task: x, language: fr, category: knowledge}\n")
+    with pytest.raises(EvalError, match=r"reg.yaml:study\[0\].*language 'fr'"):
+        load_registry(bad)
