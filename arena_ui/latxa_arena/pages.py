@@ -40,7 +40,7 @@ def lang_switch() -> rx.Component:
 
 def navbar() -> rx.Component:
     return rx.hstack(
-        rx.link(rx.heading("Ebaluatoia", size="5"), href="/", underline="none"),
+        rx.link(rx.heading("Ebaluatoia", size="5", as_="div"), href="/", underline="none"),
         rx.link(t("nav.battle"), href="/", id="nav-battle"),
         rx.link(t("nav.leaderboard"), href="/leaderboard", id="nav-leaderboard"),
         rx.link(t("nav.mine"), href="/mine", id="nav-mine"),
@@ -184,7 +184,7 @@ def reveal_panel() -> rx.Component:
 def battle_page() -> rx.Component:
     s = ArenaState
     return layout(
-        rx.heading(t("battle.title"), size="6"),
+        rx.heading(t("battle.title"), size="6", id="page-title"),
         rx.text(t("battle.intro"), color_scheme="gray"),
         error_box(s.battle_error, "battle-error"),
         rx.grid(panel("a"), panel("b"), columns=rx.breakpoints(initial="1", sm="2"), spacing="4", width="100%"),
@@ -231,7 +231,7 @@ def dimension_block(dim: str) -> rx.Component:
 def leaderboard_page() -> rx.Component:
     s = LeaderboardState
     return layout(
-        rx.hstack(rx.heading(t("lb.title"), size="6"), rx.spacer(),
+        rx.hstack(rx.heading(t("lb.title"), size="6", id="page-title"), rx.spacer(),
                   rx.button(t("lb.refresh"), variant="outline", on_click=s.load_leaderboard, id="lb-refresh"),
                   width="100%"),
         rx.text(t("lb.intro"), color_scheme="gray"),
@@ -246,7 +246,7 @@ def leaderboard_page() -> rx.Component:
 def mine_page() -> rx.Component:
     s = MineState
     return layout(
-        rx.heading(t("mine.title"), size="6"),
+        rx.heading(t("mine.title"), size="6", id="page-title"),
         error_box(s.mine_error, "mine-error"),
         rx.grid(
             rx.card(rx.vstack(rx.text(t("mine.votes"), size="2"), rx.heading(s.my_votes, size="8", id="mine-votes"))),
@@ -267,7 +267,7 @@ def mine_page() -> rx.Component:
 def about_page() -> rx.Component:
     s = ArenaState
     return layout(
-        rx.heading(t("about.title"), size="6"),
+        rx.heading(t("about.title"), size="6", id="page-title"),
         rx.text(t("about.what")),
         rx.heading(t("about.collected"), size="4"),
         rx.text(t("about.collected_body")),

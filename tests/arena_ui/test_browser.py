@@ -1,0 +1,251 @@
+"""The arena UI in a real Chromium (Playwright) against the real stack: the arena API serving the tiny models, and
+the Reflex app built and run in production mode. One module, one stack for the session (Reflex's build is slow).
+
+The API serves three models with distinctive names: two tiny models and one whose OpenAI-compatible endpoint is
+down (a closed port), so some battles have one failing side. Screenshots go to test-artifacts/arena_ui/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "arena_ui"
+GOOD = ("proba-alfa", "proba-beta")
+BROKEN = "proba-hautsia"
+ALL_NAMES = (*GOOD, BROKEN)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROMPT = "Zein da Euskal Herriko mendirik altuena?"
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
+
+sys.path.insert(0, str(REPO))
+from arena_ui.launch import TOOLS_BIN, ArenaStack  # noqa: E402
+
+
+def _api_command(config: Path) -> list[str]:
+    """The serving layer's standalone arena server (in-process models, no Ray): `latxa arena serve`."""
+    latxa = Path(sys.executable).with_name("latxa")
+    probe = subprocess.run([str(latxa), "arena", "serve", "--help"], capture_output=True, text=True)
+    if probe.returncode == 0 and "--config" in probe.stdout:
+        return [str(latxa), "arena", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "{port}"]
+    # Same server through its Python entry point (serving.app.serve_standalone), for checkouts without the verb.
+    code = ("import sys; from serving.registry import load_serve_config; from serving.app import serve_standalone; "
+            "serve_standalone(load_serve_config(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))")
+    return [sys.executable, "-c", code, str(config), "{port}"]
+
+
+@pytest.fixture(scope="session")
+def arena_stack(tiny_model, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make sysdeps` (apt-get install chromium).")
+    if not (TOOLS_BIN / "bun").exists():
+        pytest.fail("bun is missing from .tools/: run `make arena-tools`.")
+    work = tmp_path_factory.mktemp("arena")
+    config = work / "serve.yaml"
+    config.write_text(
+        "models:\n"
+        f"  - {{name: {GOOD[0]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 48}}}}\n"
+        f"  - {{name: {GOOD[1]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 48, temperature: 1.2}}}}\n"
+        f"  - {{name: {BROKEN}, kind: openai, base_url: 'http://127.0.0.1:9/v1', remote_model: gone}}\n"
+        "arena:\n"
+        f"  database_url: 'sqlite:///{work / 'arena.db'}'\n"
+        "  sampling: uniform\n  min_reading_seconds: 0\n  leaderboard_cache_seconds: 0\n  leaderboard_bootstrap: 20\n",
+        encoding="utf-8")
+    stack = ArenaStack(log_dir=ARTIFACTS / "logs", api_timeout=240, ui_timeout=420)
+    stack.api_cmd = [a.replace("{port}", str(stack.api_port)) for a in _api_command(config)]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(arena_stack):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale="eu-ES")
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def register(page, base: str) -> str:
+    user = "proba_" + uuid.uuid4().hex[:10]
+    page.goto(base + "/")
+    page.wait_for_url("**/login")
+    page.fill("#username", user)
+    page.fill("#password", "pasahitz-luzea-123")
+    page.click("#basque-level")
+    page.get_by_role("option", name="C1").click()
+    page.click("#education")
+    page.get_by_role("option", name="Masterra").click()
+    page.click("#consent")
+    page.click("#adult")
+    page.click("#auth-submit")
+    page.wait_for_url(base + "/")
+    page.wait_for_selector("#prompt")
+    return user
+
+
+# Records, in the page, every text each live panel shows while the turn streams.
+WATCH_JS = """() => {
+  window.__seen = {a: [], b: []};
+  const tick = () => {
+    for (const s of ['a', 'b']) {
+      const el = document.querySelector('#live-' + s);
+      if (el) { const t = el.innerText; const l = window.__seen[s]; if (!l.length || l[l.length-1] !== t) l.push(t); }
+    }
+  };
+  window.__watch = setInterval(tick, 20);
+}"""
+
+
+def send_turn(page, text: str) -> dict:
+    """Send one user turn and wait until both panels have finished; returns the texts each live panel showed."""
+    page.evaluate(WATCH_JS)
+    page.fill("#prompt", text)
+    page.click("#send")
+    page.wait_for_selector("#live-a", state="attached")
+    page.wait_for_selector("#live-a", state="detached", timeout=180_000)  # the turn moved into the history
+    seen = page.evaluate("() => { clearInterval(window.__watch); return window.__seen; }")
+    return seen
+
+
+def panel_status(page, side: str) -> str:
+    return page.get_attribute(f"#panel-{side}", "data-status")
+
+
+def battle_until(page, want_error: bool, attempts: int = 12) -> dict:
+    """New battles until one has (want_error) / has not (not want_error) a failing side. Sampling is uniform over
+    three models, one of which is down, so each battle has both sides working with probability 1/3."""
+    for _ in range(attempts):
+        page.click("#new-battle")
+        page.wait_for_function("() => document.querySelectorAll('.turn').length === 0")
+        seen = send_turn(page, PROMPT)
+        failed = [s for s in "ab" if panel_status(page, s) == "error"]
+        if bool(failed) == want_error:
+            return {"seen": seen, "failed": failed}
+    pytest.fail(f"no battle {'with' if want_error else 'without'} a failing side in {attempts} tries")
+
+
+def visible_text(page) -> str:
+    return page.evaluate("() => document.body.innerText + '\\n' + document.documentElement.outerHTML")
+
+
+def test_pages_are_basque_first_and_switch_language(page, arena_stack):
+    page.goto(arena_stack.ui_url + "/about")
+    page.wait_for_selector("text=Honi buruz")
+    expect(page.locator("#page-title")).to_have_text("Honi buruz")
+    expect(page.locator("#nav-leaderboard")).to_have_text("Sailkapena")
+    # The licence name comes from the arena API's /api/config, over HTTP.
+    page.wait_for_function("() => document.querySelector('#about-licence').innerText.length > 0")
+    licence = httpx.get(arena_stack.api_url + "/api/config").json()["consent"]["licence"]
+    assert page.inner_text("#about-licence") == licence
+    page.click("#lang-es")
+    expect(page.locator("#nav-leaderboard")).to_have_text("Clasificación")
+    expect(page.locator("#page-title")).to_have_text("Acerca de")
+    page.click("#lang-en")
+    expect(page.locator("#nav-leaderboard")).to_have_text("Leaderboard")
+    page.reload()  # the choice is kept in the browser
+    expect(page.locator("#page-title")).to_have_text("About")
+
+
+def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
+    base = arena_stack.ui_url
+    before = httpx.get(arena_stack.api_url + "/api/leaderboard").json()["votes"]
+    register(page, base)
+    result = battle_until(page, want_error=False)
+    seen = result["seen"]
+    # Token-by-token streaming in both panels: each live panel showed several growing texts.
+    for side in "ab":
+        texts = [t for t in seen[side] if t and t != "Idazten..."]
+        assert len(texts) >= 2, f"panel {side} did not stream: {seen[side]}"
+        assert all(texts[i] in texts[i + 1] or texts[i + 1].startswith(texts[i][:5]) for i in range(len(texts) - 1))
+    answers = page.locator(".turn").all_inner_texts()
+    assert len(answers) == 2 and all(PROMPT in a and len(a) > len(PROMPT) for a in answers)
+
+    # Anonymity: no model name anywhere in the page (text or markup) before the vote.
+    page.wait_for_selector("#vote-panel")
+    html = visible_text(page)
+    assert not [n for n in ALL_NAMES if n in html]
+    page.screenshot(path=str(ARTIFACTS / "battle.png"), full_page=True)
+
+    # Content and Basque disagree, so the overall question appears; it is required.
+    page.click("#vote-content-model_a")
+    page.click("#vote-language-model_b")
+    page.wait_for_selector("#vote-overall")
+    assert page.is_disabled("#vote-submit")
+    page.click("#vote-overall-model_a")
+    assert not [n for n in ALL_NAMES if n in visible_text(page)]
+    page.click("#vote-submit")
+    page.wait_for_selector("#reveal")
+    a, b = page.inner_text("#reveal-a"), page.inner_text("#reveal-b")
+    assert {a, b} == set(GOOD), (a, b)  # two distinct working models, now named
+    assert a in page.inner_text("#reveal") and b in page.inner_text("#reveal")
+    assert page.is_disabled("#prompt")
+    page.screenshot(path=str(ARTIFACTS / "reveal.png"), full_page=True)
+
+    # The leaderboard counts the vote and lists the two models.
+    page.click("#nav-leaderboard")
+    page.wait_for_selector("#lb-overall")
+    assert int(page.inner_text("#lb-votes")) == before + 1
+    table = page.inner_text("#lb-overall")
+    assert a in table and b in table
+    page.wait_for_selector("#lb-overall .recharts-bar-rectangle")
+    page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+
+    page.click("#nav-mine")
+    page.wait_for_selector("#mine-votes")
+    page.wait_for_function("() => document.querySelector('#mine-votes').innerText === '1'")
+
+
+def test_a_failing_model_does_not_lose_the_other_panel(page, arena_stack):
+    register(page, arena_stack.ui_url)
+    result = battle_until(page, want_error=True)
+    (bad,) = result["failed"]
+    good = "b" if bad == "a" else "a"
+    assert page.is_visible(f"#error-{bad}")
+    assert panel_status(page, good) == "done"
+    good_answer = page.locator(f"#panel-{good} .turn").inner_text()
+    assert len(good_answer) > len(PROMPT) + 2  # the working model's answer is all there
+    assert [t for t in result["seen"][good] if t and t != "Idazten..."], "the working side never streamed"
+    page.screenshot(path=str(ARTIFACTS / "one-side-failed.png"), full_page=True)
+    # The battle stays usable: the vote panel is offered.
+    page.wait_for_selector("#vote-panel")
+
+
+def test_battle_survives_a_reconnect_and_goes_multi_turn(page, arena_stack):
+    register(page, arena_stack.ui_url)
+    battle_until(page, want_error=False)
+    first = {s: page.locator(f"#panel-{s} .turn").inner_text() for s in "ab"}
+    page.reload()  # a new websocket connection for the same browser session
+    page.wait_for_selector("#panel-a .turn")
+    assert {s: page.locator(f"#panel-{s} .turn").inner_text() for s in "ab"} == first
+    send_turn(page, "Eta bigarrena?")
+    for s in "ab":
+        turns = page.locator(f"#panel-{s} .turn")
+        assert turns.count() == 2
+        assert turns.nth(0).inner_text() == first[s]
+        assert "Eta bigarrena?" in turns.nth(1).inner_text()
