@@ -67,5 +67,10 @@ arena-tools: .tools/node_modules/.bin/bun
 arena: venv arena-tools
 	$(BIN)/python -m arena_ui.launch $(ARENA_ARGS)
 
+# Kubernetes manifests and Dockerfiles, offline: kustomize build of every overlay, kubernetes-validate --strict,
+# KubeRay CRD schemas (../shared/schemas/kuberay), policy (docs/k8s.md). Also run by tests/k8s in make test.
+k8s-check: venv
+	$(BIN)/python k8s/check.py
+
 clean:
 	rm -rf .latxa .pytest_cache

@@ -1,0 +1,26 @@
+"""Ray Serve application builder for the KubeRay RayService (installed as ``latxa_rayservice``).
+
+KubeRay deploys ``serveConfigV2``, whose ``import_path`` must name an application or a builder that
+takes the ``args`` mapping. This builder reads the same serving YAML as ``latxa serve --config`` and
+returns the project's application (one deployment per model behind the arena/OpenAI gateway), so the
+cluster serves exactly what ``latxa serve`` serves locally.
+
+    applications:
+      - name: arena
+        import_path: latxa_rayservice:build_app
+        args: {config: /etc/latxa/serve.yaml}
+"""
+
+from __future__ import annotations
+
+
+def build_app(args: dict):
+    from serving.ray_app import build_application
+    from serving.registry import load_serve_config
+
+    config = (args or {}).get("config")
+    if not config:
+        from latxa.errors import LatxaError
+
+        raise LatxaError("the RayService application needs args.config: the path of the serving YAML.")
+    return build_application(load_serve_config(config))
