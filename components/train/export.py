@@ -124,3 +124,12 @@ def _find_run_file(checkpoint_dir: Path) -> dict | None:
         if (parent / "run.json").is_file():
             return json.loads((parent / "run.json").read_text(encoding="utf-8"))
     return None
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest complete checkpoint of a run folder (``out/ray/<variant>/step-N`` with trainer_state.json)."""
+    run_dir = Path(run_dir)
+    candidates = sorted(p for p in (run_dir / "ray").glob("*/step-*") if (p / "trainer_state.json").is_file())
+    if not candidates:
+        raise ExportError(f"{run_dir} holds no complete checkpoint (looked for ray/*/step-*/trainer_state.json).")
+    return candidates[-1]

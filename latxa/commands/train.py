@@ -1,0 +1,106 @@
+"""`latxa train`: fine-tune one variant on Ray Train (DDP or DeepSpeed ZeRO), plus `export` and `publish`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from latxa.commands._common import emit_json, example
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        help="Train a variant with Ray Train + DeepSpeed (checkpoints, exact resume, MLflow), export it to a "
+        "Hugging Face folder and publish it." + example(
+            "latxa train --variant exp_1_010 --data .latxa/data/exp_1_010 --out .latxa/runs/exp_1_010"),
+        invoke_without_command=True,
+        no_args_is_help=True,
+    )
+
+    @group.callback(invoke_without_command=True)
+    def train(
+        ctx: typer.Context,
+        variant: Optional[str] = typer.Option(None, "--variant", help="Variant code, e.g. exp_2_101."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Packed dataset folder from `latxa data prepare`."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, run.json, exported model/."),
+        profile: str = typer.Option("local", "--profile", help="Target profile from the study config (local, leonardo-8b, ...)."),
+        model: Optional[Path] = typer.Option(None, "--model", help="Base model folder (default: the tiny offline model)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (sqlite:///... or http://host:port)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Study YAML (default: the shipped study.yaml)."),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Override the profile's worker count."),
+        deepspeed_stage: Optional[int] = typer.Option(None, "--deepspeed-stage", help="0 = DDP, 1/2/3 = DeepSpeed ZeRO stage."),
+        global_batch_size: Optional[int] = typer.Option(None, "--global-batch-size",
+                                                        help="Rows per optimizer step; sets grad accumulation (must be a multiple of workers x micro batch)."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N steps."),
+        experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (default latxa-instruct)."),
+        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow sweep run to nest this run under."),
+        no_register: bool = typer.Option(False, "--no-register", help="Do not register the exported model."),
+        no_track: bool = typer.Option(False, "--no-track", help="No MLflow at all."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan as JSON; start nothing."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        from latxa.errors import LatxaError
+
+        missing = [flag for flag, value in (("--variant", variant), ("--data", data), ("--out", out)) if value is None]
+        if missing:
+            raise LatxaError(f"`latxa train` needs {', '.join(missing)} (see `latxa train --help`).")
+        from components.train.plan import TrainJob, plan_training
+
+        job = TrainJob(variant=variant, data_dir=data, out_dir=out, model_dir=model, profile=profile, config_path=config,
+                       resume=resume, tracking_uri=tracking_uri, experiment=experiment, parent_run_id=parent_run_id,
+                       register=not no_register, track=not no_track, num_workers=num_workers,
+                       deepspeed_stage=deepspeed_stage, global_batch_size=global_batch_size, max_steps=max_steps,
+                       checkpoint_every=checkpoint_every)
+        if dry_run:
+            emit_json(plan_training(job).to_dict())
+            return
+        from components.train.runner import train as run
+
+        result = run(job)
+        if as_json:
+            emit_json(result.to_dict())
+            return
+        m = result.metrics
+        typer.echo(f"trained {result.variant}: {m.get('step')} steps, loss {m.get('first_loss', float('nan')):.4f} -> "
+                   f"{m.get('loss', float('nan')):.4f}; model exported to {result.model_dir}")
+        if result.mlflow_run_id:
+            typer.echo(f"MLflow run {result.mlflow_run_id} at {result.tracking_uri}"
+                       + (f"; registered {result.registered_model} v{result.model_version}" if result.registered_model else ""))
+
+    @group.command("export", help="Consolidate a checkpoint (DDP or DeepSpeed ZeRO shards, via zero_to_fp32) into a "
+                   "Hugging Face folder with tokenizer and chat template."
+                   + example("latxa train export --run .latxa/runs/exp_1_010 --out /tmp/exp_1_010-hf"))
+    def export(
+        out: Path = typer.Option(..., "--out", help="Folder to write the Hugging Face model into."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A checkpoint folder (out/ray/<variant>/step-N)."),
+        run: Optional[Path] = typer.Option(None, "--run", help="A run folder: export its latest checkpoint."),
+        base_model: Optional[Path] = typer.Option(None, "--base-model", help="Model the run started from (default: from run.json)."),
+    ) -> None:
+        from components.train.export import export_checkpoint, latest_checkpoint
+        from latxa.errors import LatxaError
+
+        if (checkpoint is None) == (run is None):
+            raise LatxaError("Pass exactly one of --checkpoint or --run.")
+        ckpt = checkpoint if checkpoint is not None else latest_checkpoint(run)
+        path = export_checkpoint(ckpt, out, base_model=base_model)
+        typer.echo(f"exported {ckpt} to {path}")
+
+    @group.command("publish", help="Copy an exported model to a folder or host:path (rsync) and verify its SHA256SUMS."
+                   + example("latxa train publish .latxa/runs/exp_1_010/model /srv/models/latxa-exp_1_010"))
+    def publish(
+        src: Path = typer.Argument(..., help="Exported model folder."),
+        dest: str = typer.Argument(..., help="Destination folder, or user@host:/path for rsync over ssh."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty destination folder."),
+    ) -> None:
+        from components.train.publish import publish as do_publish
+
+        info = do_publish(src, dest, overwrite=overwrite)
+        typer.echo(f"published {src} to {info['dest']}: {info['files']} files verified")
+
+    app.add_typer(group, name="train")
