@@ -329,14 +329,21 @@ def prepare(
 
 
 def _load_tokenizer(tok_dir: Path, template_override: str | None):
-    from transformers import AutoTokenizer
+    """The fast tokenizer of ``tok_dir``.
 
+    ``PreTrainedTokenizerFast`` reads tokenizer.json/tokenizer_config.json directly; unlike
+    ``AutoTokenizer`` it does not import the model's config class (and torch), which would cost
+    more than preparing the shipped sample. Data preparation only needs the Rust tokenizer, the
+    special tokens and the chat template, which are the same either way.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    if not (tok_dir / "tokenizer.json").is_file():
+        raise DataError(f"{tok_dir} has no tokenizer.json; data preparation needs a fast (Rust) tokenizer.")
     try:
-        tok = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+        tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
     except Exception as err:  # transformers raises many types for unusable folders
         raise DataError(f"Cannot load a tokenizer from {tok_dir}: {str(err).splitlines()[0]}") from None
-    if not getattr(tok, "is_fast", False):
-        raise DataError(f"The tokenizer in {tok_dir} is not a fast tokenizer; data preparation needs tokenizer.json.")
     return tok
 
 
