@@ -133,22 +133,23 @@ class ArenaStack:
             raise
         return self
 
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM each process group (UI first), then SIGKILL what is left after ``grace`` seconds."""
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop the UI, then the API: SIGTERM to each leader (so `latxa serve` can shut Ray Serve down itself),
+        then SIGTERM and, after a few seconds, SIGKILL to whatever is left in its process group."""
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for _, proc in reversed(self.procs):
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
+                pass
+            for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                    os.killpg(proc.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(pause)
+            if proc.poll() is None:
                 proc.wait(timeout=5)
         self.procs.clear()
 

@@ -264,6 +264,7 @@ class ArenaState(rx.State):
             self.error_a = self.error_b = ""
             token, battle_id = self.token, self.battle_id
         pending = {"a": "", "b": ""}
+        replace: dict[str, str | None] = {"a": None, "b": None}
         status = {"a": "streaming", "b": "streaming"}
         errors = {"a": "", "b": ""}
         battle_error = ""
@@ -272,6 +273,10 @@ class ArenaState(rx.State):
 
         async def flush() -> None:
             async with self:
+                if replace["a"] is not None:
+                    self.live_a, replace["a"] = replace["a"], None
+                if replace["b"] is not None:
+                    self.live_b, replace["b"] = replace["b"], None
                 self.live_a += pending["a"]
                 self.live_b += pending["b"]
                 self.status_a, self.status_b = status["a"], status["b"]
@@ -296,8 +301,11 @@ class ArenaState(rx.State):
                     elif kind == "done" and side in SIDES:
                         status[side] = "done"
                     elif kind == "error" and side in SIDES:
+                        # The server stores the side's answer as its apology text: show exactly that.
                         status[side] = "error"
                         errors[side] = str(ev.get("message", ""))
+                        pending[side] = ""
+                        replace[side] = errors[side]
                     elif kind == "end":
                         break
                     else:

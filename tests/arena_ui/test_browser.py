@@ -190,7 +190,6 @@ def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
     page.wait_for_selector("#vote-panel")
     html = visible_text(page)
     assert not [n for n in ALL_NAMES if n in html]
-    page.screenshot(path=str(ARTIFACTS / "battle.png"), full_page=True)
 
     # Content and Basque disagree, so the overall question appears; it is required.
     page.click("#vote-content-model_a")
@@ -199,6 +198,7 @@ def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
     assert page.is_disabled("#vote-submit")
     page.click("#vote-overall-model_a")
     assert not [n for n in ALL_NAMES if n in visible_text(page)]
+    page.screenshot(path=str(ARTIFACTS / "battle.png"), full_page=True)
     page.click("#vote-submit")
     page.wait_for_selector("#reveal")
     a, b = page.inner_text("#reveal-a"), page.inner_text("#reveal-b")
@@ -230,6 +230,9 @@ def test_a_failing_model_does_not_lose_the_other_panel(page, arena_stack):
     assert panel_status(page, good) == "done"
     good_answer = page.locator(f"#panel-{good} .turn").inner_text()
     assert len(good_answer) > len(PROMPT) + 2  # the working model's answer is all there
+    # The failing side shows what the server stored for it (its apology), not a silent blank.
+    bad_answer = page.locator(f"#panel-{bad} .turn").inner_text().replace(PROMPT, "").strip()
+    assert bad_answer and bad_answer == page.get_attribute(f"#error-{bad}", "title")
     assert [t for t in result["seen"][good] if t and t != "Idazten..."], "the working side never streamed"
     page.screenshot(path=str(ARTIFACTS / "one-side-failed.png"), full_page=True)
     # The battle stays usable: the vote panel is offered.
