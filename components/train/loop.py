@@ -149,6 +149,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _skip_cpu_inference_shm_op() -> None:
+    """Do not JIT-compile DeepSpeed's CPU shared-memory all-reduce kernel.
+
+    On the CPU accelerator, ``deepspeed.comm`` builds the ``deepspeed_shm_comm`` C++ op at start-up (minutes of
+    g++ on 2 cores, once per machine). It serves only ``inference_all_reduce``; ZeRO training collectives go
+    through torch.distributed (gloo here), so marking the op unavailable changes nothing in training.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def add_neftune(model, alpha: float):
     """NEFTune (Jain et al. 2023): uniform noise on input embeddings during training, scaled by alpha/sqrt(L*d)."""
     import torch
@@ -251,6 +263,7 @@ def run_worker(plan, ctx) -> dict:
     if use_ds:
         if plan.backend == "cpu":
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            _skip_cpu_inference_shm_op()
         import deepspeed
 
         engine, optimizer, _, scheduler = deepspeed.initialize(
