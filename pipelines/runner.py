@@ -79,7 +79,7 @@ class LocalResult:
 
 def run_local(variants: list[str], profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
               tracking_uri: str | None = None, base_model: str = "", max_steps: int = 0, seq_len: int = 0,
-              eval_suite: str = "eu-mini", eval_limit: float = 0, config_path: str = "",
+              eval_suite: str = "eu-mini", eval_limit: int = 0, config_path: str = "",
               pipeline_root: str | Path | None = None) -> LocalResult:
     """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner."""
     from kfp import local
@@ -103,7 +103,7 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
     os.environ["MLFLOW_TRACKING_URI"] = uri  # every step (a subprocess) logs to the same store
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     args: dict[str, Any] = dict(profile=profile, config_path=config_path, base_model=base_model, tokenizer=tokenizer,
-                                seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite, eval_limit=float(eval_limit),
+                                seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite, eval_limit=int(eval_limit),
                                 experiment=experiment, tracking_uri=uri)
     table = pipelines()
     t0 = time.time()

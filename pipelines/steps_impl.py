@@ -44,147 +44,84 @@ def _client(uri: str):
 
 
 # ---------------------------------------------------------------------------------------------
-def start_run(variant: str, profile: str, config_path: str, experiment: str, tracking_uri: str,
-              kfp_run_id: str, kfp_task: str, pipeline: str = "study", sweep_run_id: str = "") -> str:
-    """Create the variant's MLflow run (tags + params), fail fast if the store is unreachable; return its id."""
-    from components.config import load_config
-    from components.registry import parse
-
-    parse(variant)  # a bad code fails here, before any work
+def check_tracking(experiment: str, tracking_uri: str) -> str:
     uri = tracking.check_reachable(tracking_uri or None)
     exp_id = tracking.ensure_experiment(experiment, uri)
-    resolved = load_config(config_path or None).resolve(profile or None)
-    tags = {
-        **tracking.variant_tags(variant),
-        **tracking.kfp_tags(kfp_run_id, kfp_task, "start"),
-        tracking.TAG_STAGE: "train",
-        tracking.TAG_PIPELINE: pipeline,
-        tracking.TAG_PROFILE: profile,
-        tracking.TAG_GIT_COMMIT: tracking.git_commit(),
-        "mlflow.runName": variant,
-    }
-    if sweep_run_id:
-        tags["mlflow.parentRunId"] = sweep_run_id
-    client = _client(uri)
-    run = client.create_run(exp_id, tags=tags, run_name=variant)
-    params = {"variant": variant, **{k: ("" if v is None else v) for k, v in resolved.flat_params().items()}}
-    logger = tracking.BufferedRunLogger(run.info.run_id, uri)
-    logger.log_params(params)
-    logger.close()
-    print(f"MLflow run {run.info.run_id} for {variant} in experiment '{experiment}' at {uri}", flush=True)
-    return run.info.run_id
+    print(f"MLflow {uri}: experiment '{experiment}' (id {exp_id})", flush=True)
+    return uri
 
 
-def tag_step(run_id: str, tracking_uri: str, step: str, kfp_run_id: str, kfp_task: str, extra: dict | None = None) -> None:
-    logger = tracking.BufferedRunLogger(run_id, tracking_uri or None)
-    logger.set_tags({**tracking.kfp_tags(kfp_run_id, kfp_task, step), **(extra or {})})
-    logger.close()
+def _train_tags(kfp_run_id: str, kfp_task: str, prepare_task: str, pipeline: str) -> dict[str, str]:
+    tags = {**tracking.kfp_tags(kfp_run_id, kfp_task, "train"), tracking.TAG_PIPELINE: pipeline}
+    if prepare_task:
+        tags[tracking.TAG_KFP_TASK_PREFIX + "prepare"] = prepare_task
+    return tags
 
 
-def study_config_file(config_path: str, profile: str, max_steps: int, out_dir: Path) -> str:
-    """The study YAML the training step uses: the given one, with train.max_steps forced in the profile if asked."""
-    if not max_steps:
-        return config_path
-    import yaml
+def _move_export(model_dir: str, artifact_path: str) -> None:
+    """Put the exported HF folder at the Model artifact's path (a rename: no copy of the weights)."""
+    import shutil
 
-    from components.config import DEFAULT_CONFIG, load_config
-
-    cfg = load_config(config_path or None)
-    data = yaml.safe_load(Path(config_path or DEFAULT_CONFIG).read_text(encoding="utf-8"))
-    if profile:
-        prof = data.setdefault("profiles", {}).setdefault(profile, {})
-        prof.setdefault("overrides", {}).setdefault("train", {})["max_steps"] = int(max_steps)
-    else:
-        data.setdefault("train", {})["max_steps"] = int(max_steps)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "study.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    cfg.resolve(profile or None)  # still valid
-    return str(path)
+    dst = Path(artifact_path)
+    if dst.exists():
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(model_dir, dst)
+    os.symlink(dst, model_dir, target_is_directory=True)
 
 
-# ---------------------------------------------------------------------------------------------
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = obj
-    return out
+def train_local(variant: str, profile: str, config_path: str, base_model: str, max_steps: int, experiment: str,
+                tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str, prepare_task: str,
+                data: str, model_out: str) -> dict:
+    """The training layer's `train()` (Ray Train on this machine), into the variant's MLflow run."""
+    from components.train.plan import TrainJob
+    from components.train.runner import train
 
-
-def train_local(variant: str, profile: str, config_path: str, base_model: str, data: str, out: str,
-                run_id: str, tracking_uri: str) -> None:
-    """`latxa train` on local Ray, logging into the pipeline's MLflow run (MLFLOW_RUN_ID)."""
-    args = ["train", "--variant", variant, "--data", data, "--out", out]
-    if profile:
-        args += ["--profile", profile]
-    if base_model:
-        args += ["--model", base_model]
-    if config_path:
-        args += ["--config", config_path]
-    uri = tracking.resolve_tracking_uri(tracking_uri or None)
-    args += ["--tracking-uri", uri]
-    run_cli(args, env={"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri}, what="training")
+    out_dir = Path(model_out).parent / "train"
+    job = TrainJob(variant=variant, data_dir=Path(data), out_dir=out_dir,
+                   model_dir=Path(base_model) if base_model else None, profile=profile or None,
+                   config_path=Path(config_path) if config_path else None, resume=True,
+                   tracking_uri=tracking.resolve_tracking_uri(tracking_uri or None), experiment=experiment,
+                   parent_run_id=sweep_run_id or None, max_steps=max_steps or None,
+                   extra_tags=_train_tags(kfp_run_id, kfp_task, prepare_task, "sweep" if sweep_run_id else "study"))
+    res = train(job)
+    _move_export(res.model_dir, model_out)
+    metrics = {k: float(v) for k, v in (res.metrics or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"run_id": res.mlflow_run_id or "", "metrics": metrics,
+            "registered": f"{res.registered_model}/{res.model_version}" if res.registered_model else ""}
 
 
 def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
-    """Final loss and tokens seen, from the run's metric history (what training logged)."""
+    """Final loss and tokens seen, from the run's metrics (what training logged)."""
     client = _client(tracking.resolve_tracking_uri(tracking_uri or None))
-    run = client.get_run(run_id)
-    out: dict[str, float] = {}
-    hist = client.get_metric_history(run_id, tracking.METRIC_LOSS)
-    if hist:
-        last = max(hist, key=lambda m: (m.step, m.timestamp))
-        out[tracking.METRIC_FINAL_LOSS] = last.value
-        out["first_loss"] = min(hist, key=lambda m: (m.step, m.timestamp)).value
-        out["train_steps"] = float(last.step)
-    for key in (tracking.METRIC_TOKENS_SEEN, "trainable_tokens_seen", "tokens_seen_total"):
-        if key in run.data.metrics:
-            out[tracking.METRIC_TOKENS_SEEN] = run.data.metrics[key]
-            break
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-def evaluate(model: str, suite: str, limit: float, out: str, variant: str, run_id: str, tracking_uri: str,
-             experiment: str, kfp_run_id: str, kfp_task: str) -> dict[str, float]:
-    """`latxa eval run` on the exported model, then the evaluation layer's aggregation and MLflow logging
-    (a nested run under the variant's run, tagged with this KFP task). Returns the flat metrics."""
-    from components.eval.aggregate import aggregate
-    from components.eval.mlflow_log import log_evaluation, metrics_of
-
-    name = variant
-    args = ["eval", "run", "--model", model, "--suite", suite, "--out", out, "--name", name, "--format", "md"]
-    if limit:
-        args += ["--limit", str(limit)]
-    run_cli(args, what="evaluation")
-    agg = aggregate([out], suite=suite)
-    if name not in agg.get("models", {}):
-        raise StepError(f"evaluation wrote no results for {name} under {out}.")
-    metrics = metrics_of(agg["models"][name], suite)
-    uri = tracking.resolve_tracking_uri(tracking_uri or None)
-    eval_run = log_evaluation(out, name, suite=suite, variant=variant, tracking_uri=uri, experiment=experiment,
-                              parent_run_id=run_id, extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
-    print(f"evaluation logged as MLflow run {eval_run} (nested under {run_id})", flush=True)
-    return metrics
+    metrics = client.get_run(run_id).data.metrics
+    return {k: metrics[k] for k in (tracking.METRIC_FINAL_LOSS, tracking.METRIC_TOKENS_SEEN) if k in metrics}
 
 
 # ---------------------------------------------------------------------------------------------
 def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
-             metrics: dict[str, float]) -> str:
-    """Log the summary metrics, register the exported model (once per run), tag it with the KFP task; end the run."""
-    import mlflow
-
+             metrics: dict[str, float], eval_run_id: str = "", eval_task: str = "") -> str:
+    """Summary metrics onto the variant run; the model registered (once per run) and every piece tagged with its
+    KFP task. Training normally registered the model already; this step registers it only if it did not."""
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    if not run_id:
+        raise StepError(f"training of {variant} returned no MLflow run id, so there is nothing to register.")
     client = _client(uri)
+    task_tags = {tracking.TAG_KFP_RUN: kfp_run_id, tracking.TAG_KFP_TASK_PREFIX + "register": kfp_task}
+    if eval_task:
+        task_tags[tracking.TAG_KFP_TASK_PREFIX + "eval"] = eval_task
     logger = tracking.BufferedRunLogger(run_id, uri)
     logger.log_metrics(metrics)
-    logger.set_tags({**tracking.kfp_tags(kfp_run_id, kfp_task, "register"), tracking.TAG_MODEL_PATH: model_path})
+    logger.set_tags(task_tags)
     left = logger.close()
     if left:
-        raise StepError(f"the tracking server at {uri} is unreachable; {left} records are buffered, run `latxa mlflow sync` when it is back.")
+        raise StepError(f"the tracking server at {uri} is unreachable; {left} records are buffered locally, "
+                        "run `latxa mlflow sync` when it is back.")
+    if eval_run_id:
+        client.set_tag(eval_run_id, tracking.TAG_KFP_RUN, kfp_run_id)
+        if eval_task:
+            client.set_tag(eval_run_id, tracking.TAG_KFP_TASK, eval_task)
     name = tracking.registered_model_name(variant)
     mine = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.run_id == run_id]
     if mine:
@@ -193,69 +130,89 @@ def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_
         model_dir = Path(model_path)
         if not (model_dir / "config.json").is_file():
             raise StepError(f"{model_dir} is not an exported Hugging Face model folder (no config.json).")
-        mlflow.set_tracking_uri(uri)
-        artifact_path = "model"
-        existing = {f.path for f in client.list_artifacts(run_id)}
-        if artifact_path not in existing:
-            client.log_artifacts(run_id, str(model_dir), artifact_path)
+        if "model" not in {f.path for f in client.list_artifacts(run_id)}:
+            client.log_artifacts(run_id, str(model_dir), "model")
         try:
             client.get_registered_model(name)
         except Exception:
-            client.create_registered_model(name, tags={tracking.TAG_VARIANT: variant})
+            client.create_registered_model(name, tags=tracking.variant_tags(variant))
         run = client.get_run(run_id)
-        version = client.create_model_version(name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id,
-                                              tags={tracking.TAG_VARIANT: variant})
-    for key, value in {**tracking.kfp_tags(kfp_run_id, kfp_task, "register"),
-                       tracking.TAG_DATA_HASH: client.get_run(run_id).data.tags.get(tracking.TAG_DATA_HASH, ""),
-                       tracking.TAG_GIT_COMMIT: tracking.git_commit()}.items():
+        version = client.create_model_version(name, f"{run.info.artifact_uri.rstrip('/')}/model", run_id=run_id,
+                                              tags=tracking.variant_tags(variant))
+    run_tags = client.get_run(run_id).data.tags
+    version_tags = {tracking.TAG_KFP_RUN: kfp_run_id,
+                    tracking.TAG_KFP_TASK: run_tags.get(tracking.TAG_KFP_TASK, kfp_task),
+                    tracking.TAG_KFP_TASK_PREFIX + "register": kfp_task}
+    for key, value in version_tags.items():
         if value:
             client.set_model_version_tag(name, version.version, key, value)
-    client.set_terminated(run_id, "FINISHED")
-    print(f"registered {name} version {version.version} from run {run_id}", flush=True)
+    print(f"{name} version {version.version} (MLflow run {run_id}) tagged with KFP run {kfp_run_id}", flush=True)
     return f"{name}/{version.version}"
 
 
 def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: str, kfp_task: str) -> str:
     from components.registry import parse
 
-    for code in variants:
-        parse(str(code))
-    uri = tracking.check_reachable(tracking_uri or None)
+    codes = [parse(str(code)).code for code in variants]
+    uri = check_tracking(experiment, tracking_uri)
     exp_id = tracking.ensure_experiment(experiment, uri)
-    name = "sweep-" + (kfp_run_id[:8] if kfp_run_id else "local")
-    run = _client(uri).create_run(exp_id, run_name=name, tags={
-        tracking.TAG_SWEEP: ",".join(map(str, variants)), tracking.TAG_STAGE: "sweep", tracking.TAG_PIPELINE: "sweep",
+    run = _client(uri).create_run(exp_id, run_name=f"sweep-{kfp_run_id[:8] or 'local'}", tags={
+        tracking.TAG_SWEEP: ",".join(codes), tracking.TAG_STAGE: "sweep", tracking.TAG_PIPELINE: "sweep",
         **tracking.kfp_tags(kfp_run_id, kfp_task, "sweep"), tracking.TAG_GIT_COMMIT: tracking.git_commit(),
     })
+    _client(uri).set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
 
-def train_slurm(variant: str, profile: str, config_path: str, base_model: str, data: str, out: str, cluster: str,
-                run_id: str, tracking_uri: str) -> str:
-    """Submit `latxa train` through the SLURM bridge, wait, return the job id (the step fails if the job fails)."""
-    uri = tracking.resolve_tracking_uri(tracking_uri or None)
-    try:
-        from slurm import kfp_bridge  # type: ignore[import-not-found]
-    except ImportError:
-        kfp_bridge = None
-    if kfp_bridge is not None and hasattr(kfp_bridge, "train_and_wait"):
-        return str(kfp_bridge.train_and_wait(variant=variant, profile=cluster, study_profile=profile, config=config_path,
-                                             model=base_model, data=data, out=out, tracking_uri=uri,
-                                             env={"MLFLOW_RUN_ID": run_id}))
-    args = ["slurm", "submit", "--variant", variant, "--profile", cluster, "--data", data, "--out", out]
-    if base_model:
-        args += ["--model", base_model]
-    print("+ " + " ".join([latxa_exe(), *args]), flush=True)
-    proc = subprocess.run([latxa_exe(), *args], capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri})
-    print(proc.stdout, proc.stderr, flush=True)
-    if proc.returncode != 0:
-        raise StepError(f"SLURM submission failed with exit status {proc.returncode}.")
+def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
+                experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
+                prepare_task: str, data: str, model_out: str) -> dict:
+    """`latxa slurm submit` (the SLURM bridge) then `latxa slurm wait`; the job runs `latxa train` in the allocation.
+
+    The tracking URI must be reachable from the compute nodes (on Leonardo: through the login node's proxy or
+    an MLflow server inside the HPC network). The job's training writes ``<out>/run.json`` with its MLflow run id.
+    """
     import re
 
-    found = re.findall(r"\b(\d+)\b", proc.stdout)
-    if not found:
-        raise StepError("SLURM submission printed no job id.")
-    job = found[-1]
-    run_cli(["slurm", "wait", job], what=f"SLURM job {job}")
-    return job
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    out_dir = Path(model_out).parent / "train"
+    args = ["slurm", "submit", "--variant", variant, "--profile", cluster, "--out", str(out_dir), "--data", data,
+            "--format", "json", "--env", f"MLFLOW_TRACKING_URI={uri}"]
+    if profile:
+        args += ["--study-profile", profile]
+    if base_model:
+        args += ["--model", base_model]
+    if config_path:
+        args += ["--config", config_path]
+    if max_steps:
+        args += ["--train-arg=--max-steps", f"--train-arg={max_steps}"]
+    args += [f"--train-arg=--experiment", f"--train-arg={experiment}"]
+    if sweep_run_id:
+        args += ["--env", f"LATXA_PARENT_RUN_ID={sweep_run_id}"]
+    cmd = [latxa_exe(), *args]
+    print("+ " + " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(proc.stdout + proc.stderr, flush=True)
+    if proc.returncode != 0:
+        raise StepError(f"SLURM submission of {variant} failed with exit status {proc.returncode}.")
+    try:
+        job_id = str(json.loads(proc.stdout).get("job_id"))
+    except (json.JSONDecodeError, AttributeError):
+        found = re.findall(r"\b(\d+)\b", proc.stdout)
+        job_id = found[-1] if found else ""
+    if not job_id:
+        raise StepError("the SLURM bridge printed no job id.")
+    run_cli(["slurm", "wait", job_id], what=f"SLURM job {job_id}")
+    run_file = out_dir / "run.json"
+    info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    run_id = info.get("mlflow_run_id") or ""
+    if run_id:
+        logger = tracking.BufferedRunLogger(run_id, uri)
+        logger.set_tags({**_train_tags(kfp_run_id, kfp_task, prepare_task, "sweep" if sweep_run_id else "study"),
+                         tracking.TAG_SLURM_JOB: job_id})
+        logger.close()
+    if info.get("model") and Path(info["model"]).is_dir():
+        _move_export(info["model"], model_out)
+    metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"run_id": run_id, "metrics": metrics, "job_id": job_id}

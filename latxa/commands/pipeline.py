@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             max_steps: int = typer.Option(0, "--max-steps", help="Cap training steps (0: the profile's epochs)."),
             seq_len: int = typer.Option(0, "--seq-len", help="Packed row length (0: the profile's)."),
             eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
-            eval_limit: float = typer.Option(0, "--eval-limit", help="Items per eval task (0: all; below 1: a fraction)."),
+            eval_limit: int = typer.Option(0, "--eval-limit", help="Items per eval task (0: all)."),
             config: Optional[Path] = typer.Option(None, "--config", help="Study YAML (default: the shipped one)."),
             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
         from latxa.errors import LatxaError
