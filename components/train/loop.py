@@ -74,6 +74,7 @@ class LocalContext:
     def __init__(self, resume_from: Path | None = None) -> None:
         self.resume_from = resume_from
         self.reports: list[dict] = []
+        self.checkpoints = False          # no persistent storage: report metrics only
 
     def device(self):
         import torch
@@ -403,6 +404,9 @@ def run_worker(plan, ctx) -> dict:
 def _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, engine, metrics) -> None:
     import torch
 
+    if not getattr(ctx, "checkpoints", True):
+        ctx.report(dict(metrics), None, None)
+        return
     tmp = Path(tempfile.mkdtemp(prefix=f"latxa-ckpt-{step}-r{rank}-"))
     try:
         trainer_state = {"step": step, "tokens_seen": state["tokens_seen"], "last_loss": state["last_loss"],
@@ -418,7 +422,7 @@ def _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, 
         torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
         if rank == 0:
             (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
-        ctx.report(dict(metrics), tmp if not isinstance(ctx, LocalContext) else None, f"step-{step:08d}")
+        ctx.report(dict(metrics), tmp, f"step-{step:08d}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

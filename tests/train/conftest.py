@@ -63,3 +63,15 @@ def mlflow_http_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.wait()
+
+
+def run_latxa(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The real `latxa` entry point in a subprocess (usable from module-scoped fixtures)."""
+    exe = Path(sys.executable).with_name("latxa")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="session")
+def latxa_run():
+    return run_latxa
