@@ -358,7 +358,46 @@ def check_policy(where: str, objs: list[dict]) -> list[Finding]:
     findings += _check_pdbs(where, objs, pods)
     findings += _check_network(where, objs, pods)
     findings += _check_ingress(where, objs, index, pods)
+    findings += _check_service_urls(where, objs, index)
     return findings
+
+
+SERVICE_URL = re.compile(r"\bhttps?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)")
+# Services KubeRay creates for a RayService / RayCluster: suffix -> port.
+KUBERAY_SERVICES = {"-serve-svc": {8000}, "-head-svc": {6379, 8265, 10001, 8000}}
+
+
+def _strings(node: Any, path: list) -> Iterator[tuple[list, str]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, path + [k])
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _strings(v, path + [i])
+    elif isinstance(node, str):
+        yield path, node
+
+
+def _check_service_urls(where, objs, index) -> list[Finding]:
+    """Every in-cluster URL (http://svc.ns.svc...:port) names a Service and port this build creates."""
+    out = []
+    ray_names = {(get(o, "metadata", "namespace"), get(o, "metadata", "name")) for o in objs if o.get("kind") in ("RayService", "RayCluster")}
+    for obj in objs:
+        for path, text in _strings(obj, []):
+            for m in SERVICE_URL.finditer(text):
+                name, ns, port = m.group(1), m.group(2), int(m.group(3))
+                svc = index.get(("Service", ns, name))
+                if svc is not None:
+                    ok = port in {p.get("port") for p in get(svc, "spec", "ports") or []}
+                else:
+                    ok = any(name == f"{rn}{suffix}" and port in ports and rns == ns
+                             for rns, rn in ray_names for suffix, ports in KUBERAY_SERVICES.items())
+                    if not ok and not any(name == f"{rn}{suffix}" and rns == ns for rns, rn in ray_names for suffix in KUBERAY_SERVICES):
+                        out.append(Finding(where, obj_id(obj), fmt_path(path), f"{m.group(0)}: no Service {ns}/{name} in this build"))
+                        continue
+                if not ok:
+                    out.append(Finding(where, obj_id(obj), fmt_path(path), f"{m.group(0)}: Service {ns}/{name} has no port {port}"))
+    return out
 
 
 def _check_pod(where, obj, path, tpl, long_running, index) -> list[Finding]:
@@ -730,6 +769,13 @@ def check_overlay(overlay: Path, *, builder: str = "auto", version: str = KUBERN
     findings = validate_core(where, objs, version)
     findings += validate_kuberay(where, objs, kuberay_schemas, version)
     findings += check_policy(where, objs)
+    findings += check_ray_versions(where, objs, images_dir)
+    return findings
+
+
+def check_ray_versions(where: str, objs: list[dict], images_dir: Path) -> list[Finding]:
+    """KubeRay's rayVersion must be the Ray the images install."""
+    out = []
     pinned = ray_versions_pinned(images_dir)
     for obj in objs:
         cluster = get(obj, "spec", "rayClusterConfig") or get(obj, "spec", "rayClusterSpec")
@@ -738,9 +784,9 @@ def check_overlay(overlay: Path, *, builder: str = "auto", version: str = KUBERN
         field = "spec.rayClusterConfig.rayVersion" if obj.get("kind") == "RayService" else "spec.rayClusterSpec.rayVersion"
         for dockerfile, version in sorted(pinned.items()):
             if cluster.get("rayVersion") != version:
-                findings.append(Finding(where, obj_id(obj), field, f"{cluster.get('rayVersion')!r} differs from "
-                                        f"RAY_VERSION={version} in k8s/images/{dockerfile}: the image's Ray must match"))
-    return findings
+                out.append(Finding(where, obj_id(obj), field, f"{cluster.get('rayVersion')!r} differs from "
+                                   f"RAY_VERSION={version} in {images_dir.name}/{dockerfile}: the image's Ray must match"))
+    return out
 
 
 def default_overlays() -> list[Path]:
@@ -770,6 +816,9 @@ def main(argv: list[str] | None = None) -> int:
     overlays = args.overlays or default_overlays()
     findings: list[Finding] = []
     try:
+        if not sorted(Path(args.kuberay_schemas).glob("*.yaml")):  # fail early, in one sentence
+            raise CheckUnavailable(f"no KubeRay CRD schemas in {args.kuberay_schemas}; pass --kuberay-schemas DIR "
+                                   "(ray-operator/config/crd/bases).")
         for overlay in overlays:
             if not (overlay / "kustomization.yaml").is_file():
                 print(f"error: {overlay} is not a kustomization folder (no kustomization.yaml).", file=sys.stderr)
