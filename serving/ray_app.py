@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from ray import serve
 
 from serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
+from latxa.errors import LatxaError
 from serving.registry import ModelSpec, ServeConfig
 
 
@@ -90,8 +91,15 @@ def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus or min(2, os.cpu_count() or 1), include_dashboard=False,
-                 object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+        for attempt in range(3):  # a busy machine can miss Ray's fixed 30 s node start-up deadline
+            try:
+                ray.init(num_cpus=num_cpus or min(2, os.cpu_count() or 1), include_dashboard=False,
+                         object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+                break
+            except Exception as err:  # Ray raises a bare Exception here
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(err):
+                    raise LatxaError(f"Ray could not start a local cluster ({str(err).splitlines()[0]}).") from None
         # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys
         # are never put in a runtime_env, where Ray would record them.
     serve.start(http_options={"host": host, "port": port})
@@ -101,6 +109,8 @@ def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -
 def stop() -> None:
     import ray
 
+    if not ray.is_initialized():
+        return
     try:
         serve.shutdown()
     finally:
