@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components.data.formatting import ChatFormatter, mask_from_offsets
+from components.data.formatting import ChatFormatter, mask_from_encoding
 from components.data.sources import RecordError, parse_chat_record, parse_text_record
 
 
@@ -177,7 +177,7 @@ def run_task(task: Task) -> TaskResult:
             if spec.train_on == "all":
                 mask = np.ones(len(ids), np.bool_)
             else:
-                mask, boundary = mask_from_offsets(enc.offsets, spans[k])
+                mask, boundary = mask_from_encoding(enc, spans[k])
                 res.boundary_tokens += boundary
         mask[0] = False  # nothing in the document precedes its first token
         ids_list.append(ids)

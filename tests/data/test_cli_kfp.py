@@ -1,6 +1,7 @@
-"""End to end: the `latxa data` verbs in a subprocess, and the KFP component under kfp.local."""
+"""End to end: the `latxa data` verbs in a subprocess, and the KFP component under kfp.local.
 
-
+No `from __future__ import annotations` here: KFP reads the pipeline's annotations as types.
+"""
 
 import json
 

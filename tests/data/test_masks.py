@@ -86,3 +86,22 @@ def test_template_exception_becomes_record_error(hf_tokenizer):
     fmt = _formatter(hf_tokenizer)
     with pytest.raises(RecordError, match="rejected"):
         fmt.render_with_spans([{"role": "tool", "content": "x"}, {"role": "assistant", "content": "b"}])
+
+
+def test_fast_mask_equals_offset_mask_including_straddling_tokens(hf_tokenizer, h):
+    from components.data.formatting import mask_from_encoding
+
+    fmt = _formatter(hf_tokenizer)
+    for msgs in h.sample_conversations()[::5]:
+        text, spans = fmt.render_with_spans(msgs)
+        enc = hf_tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+        fast, b1 = mask_from_encoding(enc, spans)
+        slow, b2 = mask_from_offsets(enc.offsets, spans)
+        assert fast.tolist() == slow.tolist() and b1 == b2
+    # A span that starts inside a token: that token is not trained and is counted as a boundary token.
+    enc = hf_tokenizer.backend_tokenizer.encode("Kaixo mundua", add_special_tokens=False)
+    lo = enc.offsets[1][0] + 1 if enc.offsets[1][1] - enc.offsets[1][0] > 1 else enc.offsets[0][0] + 1
+    spans = [(lo, len("Kaixo mundua"))]
+    fast, b1 = mask_from_encoding(enc, spans)
+    slow, b2 = mask_from_offsets(enc.offsets, spans)
+    assert fast.tolist() == slow.tolist() and b1 == b2 == 1
