@@ -45,7 +45,7 @@ def open_run(plan, job, uri: str, existing_run_id: str | None) -> str:
             print(f"[train] MLflow run {existing_run_id} not found at {uri}; starting a new run", flush=True)
     exp = tracking.ensure_experiment(job.experiment or tracking.DEFAULT_EXPERIMENT, uri)
     tags = {**tracking.variant_tags(plan.variant), tracking.TAG_STAGE: "train",
-            tracking.TAG_DATA_HASH: plan.data_cache_key or "unknown", tracking.TAG_GIT_COMMIT: tracking.git_commit(),
+            tracking.TAG_DATA_HASH: plan.data_cache_key or "unknown", tracking.TAG_GIT_COMMIT: plan.git_commit,
             tracking.TAG_PROFILE: plan.profile or "none", **job.extra_tags}
     if job.parent_run_id:
         tags["mlflow.parentRunId"] = job.parent_run_id
@@ -57,8 +57,7 @@ def open_run(plan, job, uri: str, existing_run_id: str | None) -> str:
     from components.registry import parse
 
     v = parse(plan.variant)
-    params = {**plan.params(), "paper_name": v.paper_name, "backbone": v.backbone_info.hf_name,
-              "git_commit": tracking.git_commit()}
+    params = {**plan.params(), "paper_name": v.paper_name, "backbone": v.backbone_info.hf_name}
     items = [Param(k, str(val)[:6000]) for k, val in sorted(params.items())]
     for i in range(0, len(items), 90):
         client.log_batch(run_id, params=items[i:i + 90])
@@ -113,7 +112,7 @@ def register_export(plan, job, uri: str, run_id: str, model_dir: Path, metrics: 
                 client.get_registered_model(name)
         source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
         tags = {**tracking.variant_tags(plan.variant), tracking.TAG_DATA_HASH: plan.data_cache_key or "unknown",
-                tracking.TAG_GIT_COMMIT: tracking.git_commit(), tracking.TAG_MODEL_PATH: str(model_dir),
+                tracking.TAG_GIT_COMMIT: plan.git_commit, tracking.TAG_MODEL_PATH: str(model_dir),
                 tracking.TAG_PROFILE: plan.profile or "none"}
         mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags,
                                          description=f"{plan.variant} trained {step} steps, final loss {metrics.get('loss')}")

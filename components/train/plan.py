@@ -97,6 +97,7 @@ class TrainPlan:
     data_cache_key: str | None
     trainable_tokens: int
     resolved_config: dict[str, Any]
+    git_commit: str = "unknown"           # the code's commit, read once at planning time
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
     bench_steps_to_skip: int = 0          # benchmarks: steps excluded from the tokens/s figure (warm-up)
@@ -243,4 +244,11 @@ def plan_training(job: TrainJob) -> TrainPlan:
         min_lr_ratio=study.optim.min_lr_ratio, betas=tuple(study.optim.betas), eps=study.optim.eps,
         weight_decay=study.optim.weight_decay, data_cache_key=data.cache_key, trainable_tokens=data.trainable_tokens,
         resolved_config={**flat, "profile": resolved.profile}, tracking_uri=job.tracking_uri,
+        git_commit=_git_commit(),
     )
+
+
+def _git_commit() -> str:
+    from components.tracking import git_commit
+
+    return git_commit()
