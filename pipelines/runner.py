@@ -144,6 +144,22 @@ def variant_runs(experiment: str, uri: str, variants: list[str] | None = None, s
     return out
 
 
+def _probe_kfp(host: str, timeout: float = 10.0) -> None:
+    """Fail in seconds (not after kfp.Client's retries) when nothing answers at HOST."""
+    import urllib.error
+    import urllib.request
+
+    if not host.startswith(("http://", "https://")):
+        raise PipelineError(f"--host must be an http(s) URL of the KFP API, got '{host}'.")
+    try:
+        urllib.request.urlopen(host.rstrip("/") + "/apis/v2beta1/healthz", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # something answers (auth proxies may refuse healthz): let kfp.Client speak to it
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise PipelineError(f"Submitting to the KFP endpoint {host} failed: nothing answers there ({reason}).") from None
+
+
 def submit(host: str, variants: list[str], profile: str, cluster: str = "", image: str | None = None,
            experiment: str = tracking.DEFAULT_EXPERIMENT, tracking_uri: str = "", max_steps: int = 0,
            eval_suite: str = "eu-mini", namespace: str | None = None, wait: float = 0,
@@ -153,6 +169,7 @@ def submit(host: str, variants: list[str], profile: str, cluster: str = "", imag
 
     import kfp
 
+    _probe_kfp(host)
     slurm = bool(cluster) or is_slurm_profile(profile)
     kind = ("study" if len(variants) == 1 else "sweep") + ("-slurm" if slurm else "")
     with tempfile.TemporaryDirectory() as tmp:

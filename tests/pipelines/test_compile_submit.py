@@ -1,0 +1,152 @@
+"""Compiled IR YAML loads back in kfp with the right DAG and parameters; submit goes through kfp.Client.
+
+Submission is tested against tests/pipelines/fake_kfp.py, a local fake of the KFP v2beta1 REST API
+(Kubeflow itself needs a Kubernetes cluster, which cannot run here).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_kfp import FakeKFP, run_latxa  # noqa: E402
+
+CHAIN = ["check-tracking", "prepare-data", "train-model", "evaluate", "register-model"]
+
+
+def _load(path):
+    from kfp import components
+
+    comp = components.load_component_from_file(str(path))  # kfp itself must accept the IR
+    return comp, yaml.safe_load(path.read_text())
+
+
+def _deps(dag: dict) -> dict[str, set[str]]:
+    return {name: set(task.get("dependentTasks", [])) for name, task in dag["tasks"].items()}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir")
+    res = run_latxa("pipeline", "compile", "--out", str(out), "--image", "registry.example.org/latxa:9.9", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    return {k: Path(v) for k, v in json.loads(res.stdout).items()}
+
+
+def test_compile_writes_every_pipeline(compiled):
+    assert set(compiled) == {"study", "study-slurm", "sweep", "sweep-slurm"}
+    for path in compiled.values():
+        assert path.is_file() and path.stat().st_size > 1000
+
+
+def test_study_dag_and_parameters(compiled):
+    comp, ir = _load(compiled["study"])
+    assert comp.name == "latxa-study"
+    deps = _deps(ir["root"]["dag"])
+    assert set(deps) == set(CHAIN)
+    assert deps["check-tracking"] == set()
+    assert deps["prepare-data"] == {"check-tracking"}
+    assert deps["train-model"] == {"prepare-data"}
+    assert deps["evaluate"] == {"train-model"}
+    assert deps["register-model"] == {"train-model", "evaluate"}
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    for name in ("variant", "profile", "max_steps", "eval_suite", "experiment", "tracking_uri", "image", "base_model"):
+        assert name in params, name
+    assert params["variant"]["defaultValue"] == "exp_2_101"
+    assert params["image"]["defaultValue"] == "registry.example.org/latxa:9.9"
+    # artifacts flow between steps: Dataset -> train, Model -> eval and register, Metrics -> register
+    tasks = ir["root"]["dag"]["tasks"]
+    assert tasks["train-model"]["inputs"]["artifacts"]["data"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "dataset", "producerTask": "prepare-data"}
+    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-model"
+    reg_in = tasks["register-model"]["inputs"]["artifacts"]
+    assert reg_in["scores"]["taskOutputArtifact"] == {"outputArtifactKey": "metrics", "producerTask": "evaluate"}
+    # every step runs in the image parameter, and gets the KFP run id / its task name
+    for ex in ir["deploymentSpec"]["executors"].values():
+        assert ex["container"]["image"] == "{{$.inputs.parameters['pipelinechannel--image']}}"
+    reg_params = tasks["register-model"]["inputs"]["parameters"]
+    assert reg_params["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert reg_params["kfp_task"]["runtimeValue"]["constant"] == "{{$.pipeline_task_name}}"
+    assert ir["components"]["comp-train-model"]["outputDefinitions"]["artifacts"]["model"]["artifactType"][
+        "schemaTitle"] == "system.Model"
+
+
+def test_slurm_pipeline_trains_through_the_bridge(compiled):
+    _, ir = _load(compiled["study-slurm"])
+    tasks = ir["root"]["dag"]["tasks"]
+    assert "slurm-train-model" in tasks and "train-model" not in tasks
+    assert ir["root"]["inputDefinitions"]["parameters"]["profile"]["defaultValue"] == "leonardo-8b"
+    assert "cluster" in ir["root"]["inputDefinitions"]["parameters"]
+
+
+def test_sweep_uses_parallelfor(compiled):
+    comp, ir = _load(compiled["sweep"])
+    root = ir["root"]["dag"]["tasks"]
+    assert set(root) == {"start-sweep", "for-loop-2"} or ("start-sweep" in root and len(root) == 2)
+    loop_name = next(n for n in root if n != "start-sweep")
+    loop = root[loop_name]
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("variants")
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 1
+    inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == set(CHAIN[1:])
+    _, ir_slurm = _load(compiled["sweep-slurm"])
+    loop_s = next(t for n, t in ir_slurm["root"]["dag"]["tasks"].items() if n != "start-sweep")
+    assert loop_s["iteratorPolicy"]["parallelismLimit"] == 17
+    assert ir["root"]["inputDefinitions"]["parameters"]["variants"]["defaultValue"] == ["exp_2_101", "exp_2_100"]
+
+
+def test_compile_unknown_pipeline_is_one_sentence(cli, tmp_path):
+    res = cli("pipeline", "compile", "--out", str(tmp_path), "--only", "nope")
+    assert res.returncode == 2
+    assert "Unknown pipeline 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_submit_uploads_and_runs_through_kfp_client(cli):
+    with FakeKFP() as fake:
+        res = cli("pipeline", "submit", "--host", fake.url, "--variants", "exp_2_101,exp_1_011", "--experiment",
+                  "latxa-test", "--tracking-uri", "http://mlflow.mlops:5000", "--max-steps", "7",
+                  "--image", "registry.example.org/latxa:1", "--format", "json")
+        assert res.returncode == 0, res.stderr + res.stdout
+        out = json.loads(res.stdout[res.stdout.index("{"):])
+        assert out["pipeline"] == "latxa-sweep"
+        run = fake.runs[out["run_id"]]
+        params = run["runtime_config"]["parameters"]
+        assert params["variants"] == ["exp_2_101", "exp_1_011"]
+        assert params["max_steps"] == 7 and params["tracking_uri"] == "http://mlflow.mlops:5000"
+        assert run["pipeline_version_reference"]["pipeline_id"] == out["pipeline_id"]
+        assert fake.experiments[run["experiment_id"]]["display_name"] == "latxa-test"
+        uploaded = yaml.safe_load(fake.uploads[0]["yaml"])
+        assert uploaded["pipelineInfo"]["name"] == "latxa-sweep"
+        assert uploaded["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == "registry.example.org/latxa:1"
+
+        # same pipeline again: a new version of it, same experiment; a GPU profile picks the SLURM pipeline
+        again = cli("pipeline", "submit", "--host", fake.url, "--variants", "exp_2_101,exp_1_011", "--experiment",
+                    "latxa-test", "--format", "json")
+        assert again.returncode == 0, again.stderr
+        assert [u["kind"] for u in fake.uploads] == ["pipeline", "version"]
+        assert len(fake.experiments) == 1
+        slurm = cli("pipeline", "submit", "--host", fake.url, "--variants", "exp_2_101", "--profile", "leonardo-8b",
+                    "--format", "json")
+        assert slurm.returncode == 0, slurm.stderr
+        out3 = json.loads(slurm.stdout[slurm.stdout.index("{"):])
+        assert out3["pipeline"] == "latxa-study-slurm"
+        assert fake.runs[out3["run_id"]]["runtime_config"]["parameters"]["cluster"] == "leonardo"
+
+
+def test_submit_to_an_unreachable_host_fails_in_one_sentence(cli):
+    from pipelines.mlflow_server import free_port
+
+    res = cli("pipeline", "submit", "--host", f"http://127.0.0.1:{free_port()}", "--variants", "exp_2_101", timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "error: Submitting to the KFP endpoint" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bad_variant_is_rejected_before_anything_runs(cli):
+    res = cli("pipeline", "run", "--local", "--variants", "exp_2_101,exp_7_999")
+    assert res.returncode == 2
+    assert "'exp_7_999' is not a variant code" in res.stderr

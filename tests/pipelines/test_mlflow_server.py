@@ -1,0 +1,154 @@
+"""The local MLflow tracking server: `latxa mlflow up|status|down`, fail-fast, buffered metrics across an outage.
+
+Everything runs against a real `mlflow server` (SQLite + local artifacts) on a random free port, in a
+private LATXA_HOME so the tests never touch another test's or the user's state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_kfp import run_latxa  # noqa: E402
+
+
+def _rest(uri: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(uri + path, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("mlflow_home")
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    from pipelines.mlflow_server import free_port
+
+    env = {"LATXA_HOME": str(home)}
+    port = free_port()
+    res = run_latxa("mlflow", "up", "--port", str(port), "--format", "json", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr + res.stdout
+    info = json.loads(res.stdout)
+    yield {"env": env, **info}
+    run_latxa("mlflow", "down", env=env, timeout=120)
+
+
+def test_up_status_and_rest_api(server, home):
+    assert server["uri"] == f"http://127.0.0.1:{server['port']}"
+    assert server["backend_store_uri"] == f"sqlite:///{home.resolve() / 'mlflow' / 'mlflow.db'}"
+    st = run_latxa("mlflow", "status", "--format", "json", env=server["env"])
+    assert st.returncode == 0
+    status = json.loads(st.stdout)
+    assert status["healthy"] and status["pid"] == server["pid"] and status["tracking_uri"] == server["uri"]
+    # a second `up` is idempotent: same server
+    again = run_latxa("mlflow", "up", "--format", "json", env=server["env"])
+    assert json.loads(again.stdout)["pid"] == server["pid"]
+    # the REST API answers and persists to the SQLite file under the state folder
+    exp = _rest(server["uri"], "/api/2.0/mlflow/experiments/create", {"name": "rest-check"})
+    got = _rest(server["uri"], f"/api/2.0/mlflow/experiments/get-by-name?experiment_name=rest-check")
+    assert got["experiment"]["experiment_id"] == exp["experiment_id"]
+    assert (home / "mlflow" / "mlflow.db").stat().st_size > 0
+
+
+def test_buffered_logging_survives_an_outage(server, monkeypatch):
+    """Metrics logged while the server is down are buffered on disk and synced when it is back; the run says so."""
+    from mlflow.tracking import MlflowClient
+
+    from components import tracking
+    from pipelines import mlflow_server
+
+    monkeypatch.setenv("LATXA_HOME", server["env"]["LATXA_HOME"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = server["uri"]
+    exp_id = tracking.ensure_experiment("buffer-test", uri)
+    run_id = MlflowClient(uri).create_run(exp_id, run_name="exp_2_101").info.run_id
+    log = tracking.BufferedRunLogger(run_id, uri)
+    assert log.log_metrics({"loss": 3.0}, step=1) is True
+
+    mlflow_server.down()                                   # the server drops mid-run
+    assert not tracking.server_healthy(uri)
+    t0 = time.monotonic()
+    assert log.log_metrics({"loss": 2.5}, step=2) is False  # buffered, and quickly (training is not held up)
+    assert log.log_metrics({"loss": 2.0}, step=3) is False
+    assert log.set_tags({"phase": "outage"}) is False
+    assert time.monotonic() - t0 < 15
+    assert log.pending() == 3 and log.buffer_path.is_file()
+    assert log.close() == 3                                # still down: nothing lost, nothing sent
+
+    info = mlflow_server.up(port=server["port"])           # the server returns (same store)
+    assert info.uri == uri
+    assert log.log_metrics({"loss": 1.5}, step=4) is True   # flushes the buffer first, then this one
+    assert log.close() == 0
+    client = MlflowClient(uri)
+    hist = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
+    assert hist == [(1, 3.0), (2, 2.5), (3, 2.0), (4, 1.5)]
+    tags = client.get_run(run_id).data.tags
+    assert tags["phase"] == "outage"
+    assert tags[tracking.TAG_TRACKING_BUFFERED] == "3"
+    assert "unreachable" in tags[tracking.TAG_TRACKING_NOTE]
+    assert not log.buffer_path.exists()
+
+
+def test_sync_pushes_buffers_left_by_an_ended_process(server, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from components import tracking
+
+    monkeypatch.setenv("LATXA_HOME", server["env"]["LATXA_HOME"])
+    uri = server["uri"]
+    exp_id = tracking.ensure_experiment("buffer-test", uri)
+    run_id = MlflowClient(uri).create_run(exp_id, run_name="exp_2_010").info.run_id
+    # what a process that ended during an outage leaves behind
+    path = tracking.buffer_dir() / f"{run_id}.jsonl"
+    path.write_text("".join(json.dumps({"kind": "metric", "key": "loss", "value": v, "step": s, "ts": 1}) + "\n"
+                            for s, v in ((1, 4.0), (2, 3.5))))
+    res = run_latxa("mlflow", "sync", "--tracking-uri", uri, env=server["env"])
+    assert res.returncode == 0, res.stderr
+    assert f"run {run_id}: synced 2 buffered records" in res.stdout
+    assert sorted(m.value for m in MlflowClient(uri).get_metric_history(run_id, "loss")) == [3.5, 4.0]
+    assert MlflowClient(uri).get_run(run_id).data.tags[tracking.TAG_TRACKING_BUFFERED] == "2"
+    assert not path.exists()
+
+
+def test_pipeline_fails_fast_when_tracking_is_unreachable(tmp_path):
+    from pipelines.mlflow_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    res = run_latxa("pipeline", "run", "--local", "--variants", "exp_2_101", "--tracking-uri", dead,
+                    env={"LATXA_HOME": str(tmp_path)})
+    assert res.returncode == 2
+    assert f"error: The MLflow tracking server at {dead} is unreachable" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert time.monotonic() - t0 < 120
+    assert not (tmp_path / "kfp").exists() and not (tmp_path / "models").exists()  # no work was started
+
+
+def test_status_and_down_without_a_server(tmp_path):
+    env = {"LATXA_HOME": str(tmp_path)}
+    st = run_latxa("mlflow", "status", env=env)
+    assert st.returncode == 1 and "no tracking server running" in st.stdout
+    down = run_latxa("mlflow", "down", env=env)
+    assert down.returncode == 0 and "no tracking server was running" in down.stdout
+
+
+def test_port_in_use_is_one_sentence(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_latxa("mlflow", "up", "--port", str(port), env={"LATXA_HOME": str(tmp_path)})
+    assert res.returncode == 2
+    assert f"Port {port} on 127.0.0.1 is already in use" in res.stderr
