@@ -169,8 +169,6 @@ class BuildError(Exception):
 # ----------------------------------------------------------------------------- schemas
 
 def validate_core(where: str, objs: list[dict], version: str) -> list[Finding]:
-    import kubernetes_validate
-
     findings: list[Finding] = []
     for obj in objs:
         if obj.get("kind") in KUBERAY_KINDS:
@@ -181,6 +179,7 @@ def validate_core(where: str, objs: list[dict], version: str) -> list[Finding]:
 
 def _kv(where: str, owner: dict, doc: dict, version: str, prefix: list) -> list[Finding]:
     import kubernetes_validate
+
     from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
     try:
