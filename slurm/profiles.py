@@ -150,6 +150,18 @@ class ClusterProfile(_Strict):
     def world_size(self) -> int:
         return self.nodes * self.gpus_per_node if self.gpus_per_node else 0
 
+    def for_study(self, study_profile: str | None, config_path: str | Path | None = None) -> "ClusterProfile":
+        """This site profile retargeted at another study profile: nodes and GPUs follow the study's target."""
+        if not study_profile or study_profile == self.study_profile:
+            return self
+        from components.config import load_config
+
+        tgt = load_config(config_path).resolve(study_profile).target
+        update: dict = {"study_profile": study_profile}
+        if tgt.backend == "gpu":
+            update.update(nodes=tgt.nodes, gpus_per_node=tgt.gpus_per_node)
+        return self.model_copy(update=update)
+
     def check_against_study(self, config_path: str | Path | None = None):
         """The study profile must exist and agree with the allocation (nodes x GPUs = Ray Train workers)."""
         from components.config import load_config

@@ -8,16 +8,37 @@ Exits 0 once ``--nodes`` nodes are alive, 1 with a one-line reason on timeout.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 
-def wait_for_nodes(address: str, nodes: int, timeout: float) -> int:
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by the job script) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def wait_for_nodes(address: str, nodes: int, timeout: float, watch_pid: int | None = None) -> int:
     import ray
 
     deadline = time.monotonic() + timeout
     last_err = ""
     while time.monotonic() < deadline:
+        if not _alive(watch_pid):
+            print(f"[latxa-slurm] the Ray head (pid {watch_pid}) exited before the cluster came up; see the lines above",
+                  file=sys.stderr)
+            return 1
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
             break
@@ -46,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", required=True)
     parser.add_argument("--nodes", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--watch-pid", type=int, default=None, help="give up early when this process (the head) exits")
     args = parser.parse_args(argv)
-    return wait_for_nodes(args.address, args.nodes, args.timeout)
+    return wait_for_nodes(args.address, args.nodes, args.timeout, args.watch_pid)
 
 
 if __name__ == "__main__":

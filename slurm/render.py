@@ -72,7 +72,7 @@ def _shell_path(value: str | None, what: str) -> str | None:
 
 
 def _header_vars(profile: ClusterProfile, name: str, time: str | None, log_dir: str | None, array: str | None,
-                 per_task_log: bool) -> dict:
+                 per_task_log: bool, env: dict[str, str] | None = None) -> dict:
     name = safety.job_name(name)
     log_dir = safety.sbatch_path(log_dir or f"{profile.workdir_path}/logs", "log folder")
     pattern = f"{name}-%A_%a.out" if per_task_log else f"{name}-%j.out"
@@ -85,6 +85,7 @@ def _header_vars(profile: ClusterProfile, name: str, time: str | None, log_dir: 
         "log": f"{log_dir}/{pattern}",
         "venv": _shell_path(profile.python_env_path, "python_env"),
         "repo": _shell_path(profile.repo_path, "repo"),
+        "env": {**profile.env, **{safety.env_name(k): safety.text_arg(str(v), f"value of {k}") for k, v in (env or {}).items()}},
     }
 
 
@@ -113,6 +114,8 @@ def render_train(
     log_dir: str | None = None,
     max_parallel: int | None = None,
     check_study: bool = True,
+    env: dict[str, str] | None = None,
+    config_staged: bool = False,
 ) -> RenderedJob:
     """A Ray Train job for one variant, or a job array over several (task i trains ``variants[i]``).
 
@@ -132,7 +135,7 @@ def render_train(
         array = f"0-{len(codes) - 1}" + (f"%{int(max_parallel)}" if max_parallel else "")
     if name is None:
         name = f"train-{codes[0]}" if len(codes) == 1 else f"sweep-{len(codes)}"
-    hv = _header_vars(profile, name, time, log_dir, array, per_task_log=array is not None)
+    hv = _header_vars(profile, name, time, log_dir, array, per_task_log=array is not None, env=env)
     models = [model or default_model(profile, c) for c in codes]
     for m in models:
         safety.body_path(m, "model")
@@ -151,6 +154,7 @@ def render_train(
         per_variant_data=array is not None and data is not None,
         study_profile=profile.study_profile,
         train_args=args,
+        config_staged=config_staged,
     )
     return RenderedJob(name=hv["name"], script=script, log=hv["log"], kind="train", array=array, variants=codes, out=out)
 
@@ -164,13 +168,14 @@ def render_command(
     array: str | None = None,
     log_dir: str | None = None,
     nodes: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> RenderedJob:
     """A job that runs one command (every argument quoted, so nothing in it is shell code)."""
     if not argv:
         raise SlurmError("Give the command to run after '--'.")
     if nodes is not None:
         profile = profile.model_copy(update={"nodes": nodes})
-    hv = _header_vars(profile, name, time, log_dir, array, per_task_log=array is not None)
+    hv = _header_vars(profile, name, time, log_dir, array, per_task_log=array is not None, env=env)
     script = _env().get_template("command.sbatch.j2").render(
         **hv, title=f"Command job: {argv[0]}", command=safety.join(argv),
     )

@@ -1,0 +1,219 @@
+"""`latxa slurm render|submit|status|logs|cancel|wait`: the SLURM bridge (Leonardo, or the local test cluster)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from latxa.commands._common import OutputFormat, emit_json, example
+
+_PROFILE_HELP = "Cluster profile: local, leonardo, leonardo-8b, leonardo-70b, or a YAML file."
+
+
+def _split_variants(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+def _build(profile: str, study_profile: Optional[str], variants: list[str], command: list[str], out: Optional[str],
+           data: Optional[str], model: Optional[str], name: Optional[str], time_limit: Optional[str],
+           train_args: list[str], array: Optional[str], max_parallel: Optional[int], config: Optional[Path],
+           env: list[str]):
+    from slurm.errors import SlurmError
+    from slurm.profiles import load_profile
+    from slurm.render import render_command, render_train
+
+    prof = load_profile(profile).for_study(study_profile, config)
+    extra_env = {}
+    for item in env:
+        if "=" not in item:
+            raise SlurmError(f"--env takes NAME=VALUE, not '{item}'.")
+        k, v = item.split("=", 1)
+        extra_env[k] = v
+    if command:
+        if variants:
+            raise SlurmError("Give either --variant (a training job) or a command after '--', not both.")
+        return prof, render_command(prof, command, name=name or Path(command[0]).name.replace(" ", "_") or "job",
+                                    time=time_limit, array=array, env=extra_env)
+    if not variants:
+        raise SlurmError("Give --variant CODE (a training job) or a command after '--' (e.g. -- latxa data prepare ...).")
+    if array:
+        raise SlurmError("--array is for command jobs; several --variant values make a training array.")
+    if out is None:
+        out = f"{prof.workdir_path}/runs/" + (variants[0] if len(variants) == 1 else "sweep")
+    job = render_train(prof, variants, out=out, data=data, model=model, name=name, time=time_limit,
+                       train_args=train_args, max_parallel=max_parallel, env=extra_env,
+                       config_staged=config is not None, check_study=study_profile is None)
+    return prof, job
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Run training (Ray Train inside a SLURM allocation) and other jobs on a SLURM cluster: "
+                        "Leonardo over SSH, or the local single-node test cluster (make slurm-up).",
+                        no_args_is_help=True)
+
+    @group.command(
+        "render",
+        help="Print the sbatch script for a training job (Ray head on the first node, one worker per other node, "
+        "latxa train --resume, Ray teardown) or, after '--', for any command." + example(
+            "latxa slurm render --variant exp_2_101 --profile leonardo-8b"),
+    )
+    def render(
+        variant: List[str] = typer.Option([], "--variant", "-v", help="Variant code; repeat or comma-separate for a job array."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+        study_profile: Optional[str] = typer.Option(None, "--study-profile", help="Study profile to train with (default: the cluster profile's)."),
+        out: Optional[str] = typer.Option(None, "--out", help="Output folder on the cluster (one sub-folder per variant for arrays)."),
+        data: Optional[str] = typer.Option(None, "--data", help="Packed data folder on the cluster (default: prepare it inside the job)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or HF name (default: tiny model on CPU, backbone on GPU)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Job name (letters, digits, . _ -)."),
+        time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit, e.g. 24:00:00 (default: the profile's)."),
+        train_arg: List[str] = typer.Option([], "--train-arg", help="Extra argument for latxa train (repeat), e.g. --train-arg=--max-steps=20."),
+        array: Optional[str] = typer.Option(None, "--array", help="Array spec for a command job, e.g. 0-3."),
+        max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="At most this many array tasks at once."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Study YAML to stage with the job and pass to latxa train."),
+        env: List[str] = typer.Option([], "--env", help="NAME=VALUE exported in the job (repeat)."),
+        command: List[str] = typer.Argument(None, help="A command to run instead of training (after '--')."),
+    ) -> None:
+        _, job = _build(profile, study_profile, _split_variants(variant), command or [], out, data, model, name,
+                        time_limit, train_arg, array, max_parallel, config, env)
+        typer.echo(job.script, nl=False)
+
+    @group.command(
+        "submit",
+        help="Stage and submit a job; prints the job id (alone on the last line of stdout)." + example(
+            "latxa slurm submit --variant exp_2_101 --profile local --data .latxa/data/exp_2_101 --train-arg=--max-steps=20"),
+    )
+    def submit(
+        variant: List[str] = typer.Option([], "--variant", "-v", help="Variant code; repeat or comma-separate for a job array."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+        study_profile: Optional[str] = typer.Option(None, "--study-profile", help="Study profile to train with (default: the cluster profile's)."),
+        out: Optional[str] = typer.Option(None, "--out", help="Output folder on the cluster."),
+        data: Optional[str] = typer.Option(None, "--data", help="Packed data folder on the cluster (default: prepare it inside the job)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or HF name."),
+        name: Optional[str] = typer.Option(None, "--name", help="Job name (letters, digits, . _ -)."),
+        time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit (default: the profile's)."),
+        train_arg: List[str] = typer.Option([], "--train-arg", help="Extra argument for latxa train (repeat)."),
+        array: Optional[str] = typer.Option(None, "--array", help="Array spec for a command job, e.g. 0-3."),
+        max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="At most this many array tasks at once."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Study YAML to stage with the job and pass to latxa train."),
+        env: List[str] = typer.Option([], "--env", help="NAME=VALUE exported in the job (repeat)."),
+        dependency: Optional[str] = typer.Option(None, "--dependency", "-d", help="e.g. afterok:123 (chain prep -> train -> eval)."),
+        fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
+        command: List[str] = typer.Argument(None, help="A command to run instead of training (after '--')."),
+    ) -> None:
+        from slurm.bridge import SlurmBridge
+        from slurm.errors import SlurmError
+
+        prof, job = _build(profile, study_profile, _split_variants(variant), command or [], out, data, model, name,
+                           time_limit, train_arg, array, max_parallel, config, env)
+        if config is not None and not config.is_file():
+            raise SlurmError(f"Study config {config} does not exist.")
+        bridge = SlurmBridge(prof)
+        job_id = bridge.submit(job, dependency=dependency, stage={"study.yaml": config} if config else None)
+        rec = bridge.record(job_id)
+        if fmt == OutputFormat.json:
+            emit_json({"job_id": job_id, "name": job.name, "log": rec.log if rec else job.log, "array": job.array,
+                       "variants": job.variants, "out": job.out, "jobdir": rec.jobdir if rec else None})
+            return
+        typer.echo(f"submitted {job.name} to {bridge.transport.describe()} (log: {job.log})", err=True)
+        typer.echo(job_id)
+
+    @group.command("status", help="Show a job's state (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, "
+                   "PREEMPTED, NODE_FAIL, OUT_OF_MEMORY)." + example("latxa slurm status 12 --format json"))
+    def status(
+        job_id: str = typer.Argument(..., help="Job id (12) or array task (12_3)."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+        fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
+    ) -> None:
+        from slurm.bridge import SlurmBridge
+
+        st = SlurmBridge(profile).status(job_id)
+        if fmt == OutputFormat.json:
+            emit_json(st.as_dict())
+            return
+        code = "" if st.exit_code is None else f" exit={st.exit_code}"
+        typer.echo(f"{st.job_id}\t{st.state}{code}\t{st.name or ''}\t(from {st.source})")
+        for t in st.tasks:
+            typer.echo(f"  {t.job_id}\t{t.state}" + ("" if t.exit_code is None else f" exit={t.exit_code}"))
+
+    @group.command("logs", help="Print the tail of a job's log, or follow it until the job ends." + example(
+        "latxa slurm logs 12 --follow"))
+    def logs(
+        job_id: str = typer.Argument(..., help="Job id (12) or array task (12_3)."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+        tail: int = typer.Option(50, "--tail", "-n", help="Lines from the end (0: the whole log)."),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
+    ) -> None:
+        from slurm.bridge import SlurmBridge
+
+        bridge = SlurmBridge(profile)
+        if follow:
+            for line in bridge.follow(job_id):
+                typer.echo(line)
+            return
+        typer.echo(bridge.logs(job_id, tail=tail or None), nl=False)
+
+    @group.command("cancel", help="Cancel a job (or a whole array)." + example("latxa slurm cancel 12"))
+    def cancel(
+        job_id: str = typer.Argument(..., help="Job id (12) or array task (12_3)."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+    ) -> None:
+        from slurm.bridge import SlurmBridge
+
+        SlurmBridge(profile).cancel(job_id)
+        typer.echo(f"cancel requested for job {job_id}")
+
+    @group.command(
+        "wait",
+        help="Wait until a job ends (polling with backoff). On TIMEOUT, PREEMPTED or NODE_FAIL the job is resubmitted "
+        "(training resumes from its latest checkpoint) up to --resubmit times; any other failure exits 1 and prints "
+        "the log tail." + example("latxa slurm wait 12 --timeout 3600 --resubmit 2"),
+    )
+    def wait(
+        job_id: str = typer.Argument(..., help="Job id (12) or array id."),
+        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds (exit 3)."),
+        poll: float = typer.Option(1.0, "--poll", help="First poll interval in seconds (grows x1.5 up to --max-poll)."),
+        max_poll: float = typer.Option(30.0, "--max-poll", help="Longest poll interval in seconds."),
+        resubmit: Optional[int] = typer.Option(None, "--resubmit", help="Resubmissions on TIMEOUT/PREEMPTED/NODE_FAIL (default: the profile's max_resubmits)."),
+        fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
+    ) -> None:
+        from rich.console import Console
+
+        from slurm.bridge import SlurmBridge
+        from slurm.errors import JobFailedError
+
+        console = Console(stderr=True)
+        bridge = SlurmBridge(profile)
+        t0 = time.monotonic()
+        current = {"id": job_id}
+
+        def show(st):
+            if st.job_id != current["id"]:
+                console.print(f"resubmitted as job {st.job_id}")
+                current["id"] = st.job_id
+            console.print(f"[{time.monotonic() - t0:7.1f}s] job {st.job_id}: {st.state}")
+
+        try:
+            with console.status(f"waiting for job {job_id}", spinner="dots"):
+                st = bridge.wait(job_id, timeout=timeout, poll=poll, max_poll=max_poll, resubmit=resubmit, on_update=show)
+        except JobFailedError as err:
+            if err.log_tail:
+                console.print(f"--- last lines of the log of job {err.status.job_id if err.status else job_id} ---")
+                sys.stderr.write(err.log_tail if err.log_tail.endswith("\n") else err.log_tail + "\n")
+            if fmt == OutputFormat.json and err.status is not None:
+                emit_json(err.status.as_dict())
+            raise
+        if fmt == OutputFormat.json:
+            emit_json(st.as_dict())
+        else:
+            again = f" after resubmission(s) of {', '.join(st.attempts)}" if st.attempts else ""
+            typer.echo(f"job {st.job_id} {st.state}{again}")
+
+    app.add_typer(group, name="slurm")
