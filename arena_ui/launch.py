@@ -134,11 +134,11 @@ class ArenaStack:
         return self
 
     def stop(self, grace: float = 30.0) -> None:
-        """Stop the UI, then the API: SIGTERM to each leader (so `latxa serve` can shut Ray Serve down itself),
-        then SIGTERM and, after a few seconds, SIGKILL to whatever is left in its process group."""
+        """Stop the UI, then the API: SIGINT to each leader, as Ctrl-C would (so `latxa serve` shuts Ray Serve down
+        itself), then SIGTERM and, after a few seconds, SIGKILL to whatever is left in its process group."""
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:

@@ -8,7 +8,8 @@ from latxa_arena.i18n import CATALOGUE, LANG_NAMES, LANGS
 from latxa_arena.state import ArenaState, LeaderboardState, MineState
 
 DIMENSIONS = ("overall", "content", "language")
-MESSAGE_KEYS = ("auth.need_fields", "auth.need_consent", "vote.incomplete", "battle.api_down")
+MESSAGE_KEYS = ("auth.need_fields", "auth.need_consent", "vote.incomplete", "battle.api_down", "vote.too_early",
+                "auth.username_taken", "auth.bad_login", "battle.busy", "battle.closed", "common.rate_limited")
 
 
 def t(key: str) -> rx.Var:
@@ -164,7 +165,10 @@ def vote_panel() -> rx.Component:
         vote_row("vote.content", s.v_content, s.set_v_content, "vote-content"),
         vote_row("vote.language", s.v_language, s.set_v_language, "vote-language"),
         rx.cond(s.need_overall, vote_row("vote.overall", s.v_overall, s.set_v_overall, "vote-overall")),
-        error_box(s.vote_error, "vote-error"),
+        rx.cond(s.vote_error != "", rx.callout(
+            rx.hstack(rx.text(message(s.vote_error)), rx.cond(s.vote_wait_s > 0, rx.text.strong(s.vote_wait_s, " s")),
+                      spacing="1"),
+            icon="triangle_alert", color_scheme="orange", id="vote-error", width="100%")),
         rx.button(t("vote.submit"), on_click=s.submit_vote, disabled=~s.vote_ready, loading=s.vote_busy,
                   id="vote-submit", size="3"),
         spacing="3", width="100%",

@@ -10,6 +10,7 @@ keyed by the browser's token, so a websocket reconnect picks up the same battle 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import httpx
@@ -21,6 +22,25 @@ log = logging.getLogger("latxa_arena")
 
 FLUSH_EVERY_S = 0.08  # how often streamed text is pushed to the browser
 SIDES = ("a", "b")
+
+
+# Server error codes the participant sees in their own language (catalogue keys); others show the server's sentence.
+ERROR_KEYS = {
+    "unreachable": "battle.api_down",
+    "backend_error": "battle.api_down",
+    "rate_limited": "common.rate_limited",
+    "username_taken": "auth.username_taken",
+    "too_early": "vote.too_early",
+    "battle_busy": "battle.busy",
+    "battle_closed": "battle.closed",
+}
+
+
+def message_for(err: ApiError, login: bool = False) -> str:
+    """A catalogue key for a known error code (the page translates it), else the API's own sentence."""
+    if login and err.status == 401:
+        return "auth.bad_login"
+    return ERROR_KEYS.get(err.code, err.message)
 
 
 class ArenaState(rx.State):
@@ -71,6 +91,7 @@ class ArenaState(rx.State):
     v_overall: str = ""
     voted: bool = False
     vote_error: str = ""
+    vote_wait_s: int = 0  # seconds the API asked to wait (too early, rate limited)
     vote_busy: bool = False
     model_a_name: str = ""
     model_b_name: str = ""
@@ -121,7 +142,7 @@ class ArenaState(rx.State):
         try:
             await self._load_config()
         except ApiError as err:
-            self.auth_error = err.message
+            self.auth_error = message_for(err)
         if self.token:
             return rx.redirect("/")
 
@@ -139,7 +160,7 @@ class ArenaState(rx.State):
         try:
             await self._load_config()
         except ApiError as err:
-            self.battle_error = err.message
+            self.battle_error = message_for(err)
 
     @rx.event
     def toggle_mode(self):
@@ -197,7 +218,7 @@ class ArenaState(rx.State):
                 else:
                     out = await api.login(self.form_username.strip(), self.form_password)
         except ApiError as err:
-            self.auth_error = err.message
+            self.auth_error = message_for(err, login=not self.register_mode)
             self.auth_busy = False
             return
         self.token = out["token"]
@@ -318,7 +339,7 @@ class ArenaState(rx.State):
                 if status[side] == "streaming":
                     status[side] = "timeout"
         except ApiError as err:
-            battle_error = err.message
+            battle_error = message_for(err)
             async with self:
                 lost_auth = self._auth_lost(err)
             for side in SIDES:
@@ -358,6 +379,7 @@ class ArenaState(rx.State):
     @rx.event
     async def submit_vote(self):
         self.vote_error = ""
+        self.vote_wait_s = 0
         if not self.vote_ready or not self.battle_id:
             self.vote_error = "vote.incomplete"
             return
@@ -369,11 +391,9 @@ class ArenaState(rx.State):
                 out = await api.vote(self.battle_id, self.v_content, self.v_language, overall)
         except ApiError as err:
             self.vote_busy = False
-            if err.code == "too_early":
-                wait = err.details.get("retry_after_s")
-                self.vote_error = err.message + (f" ({float(wait):.0f} s)" if wait is not None else "")
-            else:
-                self.vote_error = err.message
+            self.vote_error = message_for(err)
+            wait = (err.details or {}).get("retry_after_s")
+            self.vote_wait_s = max(1, math.ceil(float(wait))) if wait is not None else 0
             if self._auth_lost(err):
                 yield rx.redirect("/login")
             return
@@ -398,7 +418,7 @@ class LeaderboardState(ArenaState):
             async with ArenaClient() as api:
                 data = await api.leaderboard()
         except ApiError as err:
-            self.lb_error = err.message
+            self.lb_error = message_for(err)
             return
         self.votes = int(data.get("votes", 0))
         self.updated_at = str(data.get("updated_at", ""))
@@ -434,7 +454,7 @@ class MineState(ArenaState):
             async with ArenaClient(self.token) as api:
                 data = await api.contributions()
         except ApiError as err:
-            self.mine_error = err.message
+            self.mine_error = message_for(err)
             if self._auth_lost(err):
                 return rx.redirect("/login")
             return
@@ -445,5 +465,3 @@ class MineState(ArenaState):
         self.by_day = list(data.get("by_day", []))
 
 
-def configured_api_url() -> str:
-    return api_url()

@@ -66,10 +66,14 @@ def test_every_key_used_by_the_pages_exists():
 def test_state_messages_are_catalogue_keys_the_pages_translate():
     """Messages the state sets by key must be in the pages' translated list, or users would see a raw key."""
     state_src = (UI / "latxa_arena" / "state.py").read_text(encoding="utf-8")
-    set_keys = set(re.findall(r'(?:_error|battle_error)\s*=\s*"([a-z]+\.[a-z_]+)"', state_src))
+    set_keys = set(re.findall(r'(?:_error\s*=|return)\s*"([a-z]+\.[a-z_]+)"', state_src))
     assert set_keys, "the state sets no catalogue-key messages?"
+    for node in ast.parse(state_src).body:  # the API error codes mapped to catalogue keys
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ERROR_KEYS":
+            set_keys |= set(ast.literal_eval(node.value).values())
+    assert "vote.too_early" in set_keys and "auth.bad_login" in set_keys
     pages_src = (UI / "latxa_arena" / "pages.py").read_text(encoding="utf-8")
-    listed = set(ast.literal_eval(re.search(r"MESSAGE_KEYS = (\(.*?\))", pages_src).group(1)))
+    listed = set(ast.literal_eval(re.search(r"MESSAGE_KEYS = (\(.*?\))", pages_src, re.S).group(1)))
     assert set_keys <= listed
     assert listed <= set(i18n.CATALOGUE)
 
@@ -86,3 +90,16 @@ def test_ui_never_imports_serving_or_training_code():
             for name in names:
                 assert name.split(".")[0] not in {"serving", "components", "slurm", "pipelines", "latxa", "torch",
                                                   "transformers", "ray"}, f"{py.name} imports {name}"
+
+
+def test_api_errors_become_translatable_messages():
+    from latxa_arena.api import ApiError
+    from latxa_arena.state import message_for
+
+    assert message_for(ApiError(425, "too_early", "Please read both answers before voting.", {"retry_after_s": 3})) \
+        == "vote.too_early"
+    assert message_for(ApiError(401, "unauthorized", "Wrong username or password."), login=True) == "auth.bad_login"
+    assert message_for(ApiError(0, "unreachable", "The arena API at x is not reachable.")) == "battle.api_down"
+    # An error the UI has no text for is shown as the API's own sentence, never dropped.
+    assert message_for(ApiError(422, "validation_error", "password: at least 8 characters.")) \
+        == "password: at least 8 characters."
