@@ -38,7 +38,7 @@ def _show(value: str) -> str:
 
 
 def job_name(value: str) -> str:
-    if not isinstance(value, str) or not JOB_NAME_RE.match(value):
+    if not isinstance(value, str) or not JOB_NAME_RE.fullmatch(value):
         raise UnsafeValueError(
             f"Job name {_show(str(value))} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
         )
@@ -47,7 +47,7 @@ def job_name(value: str) -> str:
 
 def job_id(value: str | int) -> str:
     text = str(value).strip()
-    if not JOB_ID_RE.match(text):
+    if not JOB_ID_RE.fullmatch(text):
         raise UnsafeValueError(f"Job id {_show(text)} is not a SLURM job id (digits, or ARRAYID_TASK like 12_3).")
     return text
 
@@ -70,7 +70,7 @@ def body_path(value: str, what: str = "path") -> str:
 def sbatch_path(value: str, what: str = "path") -> str:
     """An absolute path that goes onto an #SBATCH line: strict characters, no '..' tricks needed."""
     value = str(value)
-    if not SBATCH_PATH_RE.match(value):
+    if not SBATCH_PATH_RE.fullmatch(value):
         raise UnsafeValueError(
             f"The {what} {_show(value)} must be an absolute path of letters, digits and . _ / % @ + = , - only "
             "(it is written onto an #SBATCH line)."
@@ -79,31 +79,31 @@ def sbatch_path(value: str, what: str = "path") -> str:
 
 
 def env_name(value: str) -> str:
-    if not ENV_NAME_RE.match(value):
+    if not ENV_NAME_RE.fullmatch(value):
         raise UnsafeValueError(f"Environment variable name {_show(value)} is not valid (letters, digits and _).")
     return value
 
 
 def module_name(value: str) -> str:
-    if not MODULE_RE.match(value):
+    if not MODULE_RE.fullmatch(value):
         raise UnsafeValueError(f"Module name {_show(value)} is not valid (letters, digits and . _ / + -).")
     return value
 
 
 def node_name(value: str) -> str:
-    if not NODE_NAME_RE.match(value):
+    if not NODE_NAME_RE.fullmatch(value):
         raise UnsafeValueError(f"Node name {_show(value)} is not valid (letters, digits and . _ -).")
     return value
 
 
 def slurm_token(value: str, what: str) -> str:
-    if not SLURM_TOKEN_RE.match(str(value)):
+    if not SLURM_TOKEN_RE.fullmatch(str(value)):
         raise UnsafeValueError(f"The {what} {_show(str(value))} is not valid (letters, digits and . _ : - only).")
     return str(value)
 
 
 def time_limit(value: str) -> str:
-    if not TIME_RE.match(str(value)):
+    if not TIME_RE.fullmatch(str(value)):
         raise UnsafeValueError(
             f"Time limit {_show(str(value))} is not a SLURM time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)."
         )
@@ -111,13 +111,13 @@ def time_limit(value: str) -> str:
 
 
 def array_spec(value: str) -> str:
-    if not ARRAY_RE.match(str(value)):
+    if not ARRAY_RE.fullmatch(str(value)):
         raise UnsafeValueError(f"Array spec {_show(str(value))} is not valid (e.g. 0-7, 1,3,5 or 0-15%4).")
     return str(value)
 
 
 def dependency(value: str) -> str:
-    if not DEPENDENCY_RE.match(str(value)):
+    if not DEPENDENCY_RE.fullmatch(str(value)):
         raise UnsafeValueError(f"Dependency {_show(str(value))} is not valid (e.g. afterok:123 or afterok:123:124).")
     return str(value)
 
