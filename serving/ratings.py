@@ -131,7 +131,7 @@ def _newton_bt(pi: np.ndarray, pj: np.ndarray, wins: np.ndarray, games: np.ndarr
         p = 1.0 / (1.0 + np.exp(-d))
         grad = (wins - games * p) @ inc - ridge * beta
         w = games * p * (1.0 - p)
-        h = np.einsum("pk,rp,pl->rkl", inc, w, inc, optimize=True) + ridge * eye
+        h = (inc.T[None] * w[:, None, :]) @ inc + ridge * eye  # (r, k, k) = inc^T diag(w) inc
         step = np.linalg.solve(h, grad[..., None])[..., 0]
         beta += step
         if np.abs(step).max() < tol:
@@ -151,20 +151,40 @@ def fit_bt(votes: Votes, dim: str = "overall") -> np.ndarray:
     return to_scale(_newton_bt(pi, pj, wins, games, len(votes.models)))[0]
 
 
-def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 250) -> np.ndarray:
-    """(rounds, k) bootstrap ratings: each round resamples the votes with replacement (as cell counts)."""
+def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 250,
+                 resample: str = "multinomial") -> np.ndarray:
+    """(rounds, k) bootstrap ratings: each round resamples the votes with replacement (as cell counts).
+
+    ``resample="multinomial"`` draws the cell counts directly (fastest); ``"indices"`` draws vote indices exactly
+    like :func:`bootstrap_bt_sklearn` (same seed -> the same resamples), for a like-for-like comparison.
+    """
     pi, pj, c = pair_cells(votes, dim)
     n = int(c.sum())
-    probs = (c / n).ravel()
+    k = len(votes.models)
     rng = np.random.default_rng(seed)
+    if resample == "indices":
+        # cell id of every vote, in the order of pair_cells' rows
+        lo, hi = np.minimum(votes.a, votes.b), np.maximum(votes.a, votes.b)
+        o = votes.outcome[dim]
+        oc = np.where(o == 2, 2, np.where(votes.a > votes.b, 1 - o, o))
+        row_of_pair = np.full(k * k, -1)
+        row_of_pair[pi * k + pj] = np.arange(pi.shape[0])
+        cell = row_of_pair[lo * k + hi] * 3 + oc
+        ncell = pi.shape[0] * 3
+    probs = (c / n).ravel()
     out = []
     for start in range(0, rounds, chunk):
         m = min(chunk, rounds - start)
-        draw = rng.multinomial(n, probs, size=m).reshape(m, -1, 3).astype(np.float64)
+        if resample == "indices":
+            idx = rng.integers(0, n, (m, n))
+            flat = (cell[idx] + (np.arange(m) * ncell)[:, None]).ravel()
+            draw = np.bincount(flat, minlength=m * ncell).reshape(m, -1, 3).astype(np.float64)
+        else:
+            draw = rng.multinomial(n, probs, size=m).reshape(m, -1, 3).astype(np.float64)
         wins = draw[..., 0] + 0.5 * draw[..., 2]
         games = draw.sum(-1)
-        out.append(to_scale(_newton_bt(pi, pj, wins, games, len(votes.models))))
-    return np.concatenate(out) if out else np.zeros((0, len(votes.models)))
+        out.append(to_scale(_newton_bt(pi, pj, wins, games, k)))
+    return np.concatenate(out) if out else np.zeros((0, k))
 
 
 def fit_bt_sklearn(votes: Votes, dim: str = "overall", idx: np.ndarray | None = None) -> np.ndarray:
@@ -185,7 +205,7 @@ def fit_bt_sklearn(votes: Votes, dim: str = "overall", idx: np.ndarray | None = 
     y = np.concatenate([(o == 0).astype(int), np.ones(n, dtype=int)])
     sw = np.concatenate([np.where(o == 2, 0.5, 1.0), np.where(o == 2, 0.5, 0.0)])
     keep = sw > 0
-    lr = LogisticRegression(fit_intercept=False, C=1.0 / RIDGE, tol=1e-10, max_iter=1000)
+    lr = LogisticRegression(fit_intercept=False, C=1.0 / RIDGE, tol=1e-8, max_iter=1000)
     lr.fit(x[keep], y[keep], sample_weight=sw[keep])
     return to_scale(lr.coef_[0][None])[0]
 
