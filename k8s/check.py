@@ -63,7 +63,7 @@ OPERATOR_SECRETS: dict[tuple[str, str], set[str]] = {
     ("kubeflow", "latxa-slurm-ssh"): {"id_ed25519", "known_hosts"},
 }
 
-# Pods whose ingress must come only from the named app (value of app.kubernetes.io/name).
+# Pods whose ingress must come only from the named app (see _app: latxa.eus/app, else app.kubernetes.io/name).
 ONLY_FROM: dict[tuple[str, str], str] = {
     ("latxa-arena", "arena-db"): "arena-api",
     ("latxa-mlflow", "mlflow-db"): "mlflow",
@@ -352,6 +352,10 @@ def check_policy(where: str, objs: list[dict]) -> list[Finding]:
         for path, tpl, long_running in pod_templates(obj):
             pods.append((obj, path, tpl, long_running))
             findings += _check_pod(where, obj, path, tpl, long_running, index)
+            if obj.get("kind") in KUBERAY_KINDS and "submitterPodTemplate" not in path \
+                    and "app.kubernetes.io/name" in _pod_labels(tpl):
+                findings.append(Finding(where, obj_id(obj), fmt_path(path + ["metadata", "labels", "app.kubernetes.io/name"]),
+                                        "KubeRay owns this label on Ray pods (its Services select on it): use latxa.eus/app"))
         findings += _check_inline_secrets(where, obj)
     findings += _check_services(where, objs, pods)
     findings += _check_pdbs(where, objs, pods)
@@ -558,6 +562,12 @@ def _pod_labels(tpl: dict) -> dict:
     return get(tpl, "metadata", "labels") or {}
 
 
+def _app(labels: dict) -> str | None:
+    """Which application a pod belongs to: `latxa.eus/app` (used on Ray pods, where KubeRay owns
+    app.kubernetes.io/name), else `app.kubernetes.io/name`."""
+    return labels.get("latxa.eus/app") or labels.get("app.kubernetes.io/name")
+
+
 def _check_services(where, objs, pods) -> list[Finding]:
     out = []
     for svc in (o for o in objs if o.get("kind") == "Service"):
@@ -641,15 +651,15 @@ def _check_network(where, objs, pods) -> list[Finding]:
     sources = [(get(o, "metadata", "namespace"), _pod_labels(tpl), obj_id(o)) for o, _, tpl, _ in pods]
     sources.append(("default", {"app": "anything"}, "Pod/default/outsider"))
     for (ns, app), allowed_app in ONLY_FROM.items():
-        targets = [(o, tpl) for o, _, tpl, _ in pods if get(o, "metadata", "namespace") == ns and _pod_labels(tpl).get("app.kubernetes.io/name") == app]
+        targets = [(o, tpl) for o, _, tpl, _ in pods if get(o, "metadata", "namespace") == ns and _app(_pod_labels(tpl)) == app]
         for obj, tpl in targets:
             reached_by_allowed = False
             for src_ns, src_labels, src_id in sources:
                 if not ingress_allowed(policies, src_ns, src_labels, ns, _pod_labels(tpl), None, ns_labels):
                     continue
-                if src_ns == ns and src_labels.get("app.kubernetes.io/name") == allowed_app:
+                if src_ns == ns and _app(src_labels) == allowed_app:
                     reached_by_allowed = True
-                elif src_labels.get("app.kubernetes.io/name") != app:
+                elif _app(src_labels) != app:
                     out.append(Finding(where, obj_id(obj), "NetworkPolicy",
                                        f"{app} pods are reachable from {src_id}; only {allowed_app} may reach them"))
             if not reached_by_allowed:
@@ -684,7 +694,7 @@ def _check_ingress(where, objs, index, pods) -> list[Finding]:
         svc = index.get(("Service", "latxa-arena", backend)) if backend else None
         sel = get(svc, "spec", "selector") if svc else None
         if not backend or not sel or not any(_labels_match({"matchLabels": sel}, _pod_labels(t)) and
-                                             _pod_labels(t).get("app.kubernetes.io/name") == "arena-ui-backend"
+                                             _app(_pod_labels(t)) == "arena-ui-backend"
                                              for _, _, t, _ in pods):
             out.append(Finding(where, obj_id(arena), "spec.rules[].http.paths", "/_event (Reflex WebSocket) must route to the arena-ui-backend Service"))
         ann = get(arena, "metadata", "annotations") or {}

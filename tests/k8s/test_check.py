@@ -246,6 +246,13 @@ def test_dangling_references_are_named(dev):
     assert_named(found, "ConfigMap/kubeflow/latxa-pipeline-config", "data.MLFLOW_TRACKING_URI", "no port 5001")
 
 
+def test_ray_pods_leave_kuberays_name_label_alone(dev):
+    tpl = find(dev, "RayJob", "latxa-train")["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    tpl["metadata"]["labels"]["app.kubernetes.io/name"] = "latxa-train"
+    assert_named(policy(dev), "RayJob/latxa-training/latxa-train",
+                 "spec.rayClusterSpec.headGroupSpec.template.metadata.labels.app.kubernetes.io/name", "KubeRay owns")
+
+
 def test_missing_pdb_is_named(dev):
     dev[:] = [o for o in dev if not (o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "arena-ray-workers")]
     assert_named(policy(dev), "RayService/latxa-arena/latxa-arena",
@@ -269,7 +276,7 @@ def test_arena_db_without_policies_is_named(dev):
 
 
 def test_arena_api_cut_off_from_its_db_is_named(dev):
-    find(dev, "NetworkPolicy", "arena-db-from-arena-api-only")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] = "arena"
+    find(dev, "NetworkPolicy", "arena-db-from-arena-api-only")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["latxa.eus/app"] = "arena"
     assert_named(policy(dev), "StatefulSet/latxa-arena/arena-db", "NetworkPolicy", "arena-api pods cannot reach arena-db")
 
 
