@@ -72,5 +72,13 @@ arena: venv arena-tools
 k8s-check: venv
 	$(BIN)/python k8s/check.py
 
+# The single-node SLURM test cluster on localhost (state under $LATXA_SLURM_DIR, default /tmp/latxa-slurm).
+# `make test` needs neither: tests/slurm/conftest.py starts it for the SLURM tests and stops it afterwards.
+slurm-up:
+	@bash slurm/local/up.sh
+
+slurm-down:
+	@bash slurm/local/down.sh
+
 clean:
 	rm -rf .latxa .pytest_cache

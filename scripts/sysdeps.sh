@@ -4,6 +4,11 @@
 set -euo pipefail
 declare -A PACKAGES=(
   [kubectl]=kubectl
+  [slurmctld]=slurm-wlm
+  [munged]=munge
+  [sshd]=openssh-server
+  [ssh]=openssh-client
+  [rsync]=rsync
   [chromium]=chromium
 )
 missing=()
