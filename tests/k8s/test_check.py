@@ -129,6 +129,9 @@ def test_wiring_between_layers_is_consistent(built):
     env = {e["name"]: e.get("value") for e in backend["env"]}
     assert env["LATXA_ARENA_API_URL"] == f"http://latxa-arena-serve-svc.latxa-arena.svc.cluster.local:{port}"
     assert env["REFLEX_STATE_MANAGER_MODE"] == "redis"
+    ui_sources = "\n".join(p.read_text() for p in (REPO / "arena_ui").rglob("*.py"))
+    for name in ("LATXA_ARENA_API_URL", "REFLEX_STATE_MANAGER_MODE", "REFLEX_REDIS_URL"):
+        assert name in ui_sources, f"arena_ui does not read {name}"
     # The SLURM bridge's Leonardo profile reads ~/.ssh/...: the component pod mounts the Secret exactly there.
     profile = yaml.safe_load((REPO / "slurm" / "profiles" / "leonardo.yaml").read_text())
     tpl = find(objs, "PodTemplate", "latxa-component")["template"]["spec"]
@@ -171,6 +174,13 @@ def test_rayservice_serve_config_loads_in_the_serving_layer(built, tmp_path, mon
 
     with pytest.raises(latxa.errors.LatxaError, match="args.config"):
         builder.build_app({})
+    # prod: the gateway's models are the vLLM app's OpenAI routes on the Serve service.
+    prod_text = find(built["prod"], "ConfigMap", "arena-serve-config")["data"]["serve.yaml"]
+    (tmp_path / "prod.yaml").write_text(os.path.expandvars(prod_text))
+    prod = load_serve_config(tmp_path / "prod.yaml")
+    assert len(prod.arena_models()) == 5
+    assert {m.kind for m in prod.models} == {"openai"}
+    assert {m.base_url for m in prod.models} == {"http://latxa-arena-serve-svc.latxa-arena.svc.cluster.local:8000/llm/v1"}
 
 
 # ----------------------------------------------------------------------------- broken copies fail, naming object and field
