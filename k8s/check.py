@@ -721,8 +721,31 @@ def ray_versions_pinned(images_dir: Path) -> dict[str, str]:
     return out
 
 
-def check_dockerfiles(images_dir: Path) -> list[Finding]:
-    """Pinned base images, multi-stage builds, every runtime stage non-root."""
+def _dockerignore(dockerfile: Path) -> list[str]:
+    """Patterns of <Dockerfile>.dockerignore (BuildKit reads it next to the Dockerfile)."""
+    f = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    if not f.is_file():
+        return []
+    return [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """.dockerignore semantics, simplified: last matching pattern wins, `!` re-includes, a match on a parent
+    folder covers its contents, `**` matches any number of folders."""
+    result = False
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    for pat in patterns:
+        negate = pat.startswith("!")
+        glob = pat.lstrip("!").strip("/").replace("**", "*")
+        if any(fnmatch.fnmatchcase(p, glob) for p in prefixes):
+            result = not negate
+    return result
+
+
+def check_dockerfiles(images_dir: Path, context: Path = REPO_ROOT) -> list[Finding]:
+    """Pinned base images, multi-stage builds, every runtime stage non-root, COPY sources present in the
+    build context (the repository root) and not excluded by the Dockerfile's .dockerignore."""
     out: list[Finding] = []
     files = sorted(images_dir.glob("*.Dockerfile"))
     if not files:
@@ -732,8 +755,19 @@ def check_dockerfiles(images_dir: Path) -> list[Finding]:
         oid = f"Dockerfile/-/{f.name}"
         args: dict[str, str] = {}
         stages: list[dict] = []
+        ignore = _dockerignore(f)
         for no, raw in enumerate(f.read_text().splitlines(), 1):
             line = raw.strip()
+            m = re.match(r"(?:COPY|ADD)\s+(.*)", line, re.I)
+            if m and "--from=" not in m.group(1) and not line.endswith("\\"):
+                words = [w for w in m.group(1).split() if not w.startswith("--")]
+                for src in words[:-1]:
+                    if any(ch in src for ch in "*?[$"):
+                        continue
+                    if not (context / src).exists():
+                        out.append(Finding(where, oid, f"line {no}: COPY {src}", "source does not exist in the build context (repository root)"))
+                    elif _ignored(src, ignore):
+                        out.append(Finding(where, oid, f"line {no}: COPY {src}", f"source is excluded by {f.name}.dockerignore"))
             m = re.match(r"ARG\s+(\w+)=(\S+)", line)
             if m:
                 args.setdefault(m.group(1), m.group(2).strip('"'))

@@ -357,6 +357,17 @@ def test_broken_dockerfiles_are_named(tmp_path):
     assert not [f for f in found if f.obj == "Dockerfile/-/c.Dockerfile" and "web" in f.field]
 
 
+def test_copy_sources_must_exist_and_not_be_dockerignored(tmp_path):
+    (tmp_path / "x.Dockerfile").write_text("FROM python:3.11.10-slim AS build\nCOPY latxa /src/latxa\n"
+                                           "COPY k8s/images/rayservice_app.py /a.py\nCOPY no/such/file /b\n"
+                                           "FROM python:3.11.10-slim AS runtime\nCOPY --from=build /src /src\nUSER 10001\n")
+    (tmp_path / "x.Dockerfile.dockerignore").write_text("**\n!latxa\nlatxa/__pycache__\n")
+    found = check.check_dockerfiles(tmp_path)
+    assert_named(found, "Dockerfile/-/x.Dockerfile", "line 4: COPY no/such/file", "does not exist")
+    assert_named(found, "Dockerfile/-/x.Dockerfile", "line 3: COPY k8s/images/rayservice_app.py", "excluded")
+    assert not [f for f in found if "COPY latxa" in f.field or "--from" in f.field]
+
+
 def test_network_policy_semantics():
     pols = [
         {"metadata": {"namespace": "a"}, "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
