@@ -56,6 +56,11 @@ def test_bt_matches_logistic_regression_and_real_order(votes_file):
     assert again["ratings"] == res["ratings"]
     other_seed = compute_ratings(votes, bootstrap=200, seed=4)
     assert other_seed["ratings"]["overall"] != overall
+    # like-for-like: the batched bootstrap on index resamples equals per-round logistic-regression refits
+    from serving.ratings import bootstrap_bt, bootstrap_bt_sklearn
+
+    diff = np.abs(bootstrap_bt(votes, "content", 4, 9, resample="indices") - bootstrap_bt_sklearn(votes, "content", 4, 9))
+    assert diff.max() < 0.5
 
 
 def test_ties_half_rank_rule_and_elo():
