@@ -89,13 +89,14 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
                             "(it trains through the SLURM bridge), not --local.")
     uri = tracking.check_reachable(tracking_uri)  # fail fast, before any work
     tracking.ensure_experiment(experiment, uri)
-    tokenizer = ""
     if not base_model:
         from components.tiny_model import ensure_tiny_model
         from latxa.paths import tiny_model_dir
 
         base_model = str(ensure_tiny_model(tiny_model_dir()))
-        tokenizer = base_model
+    elif Path(base_model).is_dir():
+        base_model = str(Path(base_model).resolve())
+    tokenizer = base_model if Path(base_model).is_dir() else ""  # the model's own tokenizer and chat template
     root = Path(pipeline_root or state_dir() / "kfp" / "runs")
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -57,8 +57,10 @@ def register(app: typer.Typer) -> None:
         res = run_local(parse_variants(variants), profile=profile, experiment=experiment, tracking_uri=tracking_uri,
                         base_model=model, max_steps=max_steps, seq_len=seq_len, eval_suite=eval_suite,
                         eval_limit=eval_limit, config_path=str(config.resolve()) if config else "")
-        if fmt == OutputFormat.json:
-            emit_json(res.__dict__)
+        if fmt == OutputFormat.json:  # one line, last on stdout (the steps' logs come before it)
+            import json
+
+            typer.echo(json.dumps(res.__dict__, default=str, ensure_ascii=False))
             return
         typer.echo(f"{res.pipeline} pipeline finished in {res.seconds:.0f} s; MLflow {res.tracking_uri}, experiment '{res.experiment}':")
         for r in res.runs:

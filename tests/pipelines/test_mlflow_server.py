@@ -25,22 +25,14 @@ def _rest(uri: str, path: str, body: dict | None = None) -> dict:
         return json.loads(resp.read() or b"{}")
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("mlflow_home")
+@pytest.fixture
+def server(mlflow_server):
+    return mlflow_server
 
 
-@pytest.fixture(scope="module")
-def server(home):
-    from pipelines.mlflow_server import free_port
-
-    env = {"LATXA_HOME": str(home)}
-    port = free_port()
-    res = run_latxa("mlflow", "up", "--port", str(port), "--format", "json", env=env, timeout=300)
-    assert res.returncode == 0, res.stderr + res.stdout
-    info = json.loads(res.stdout)
-    yield {"env": env, **info}
-    run_latxa("mlflow", "down", env=env, timeout=120)
+@pytest.fixture
+def home(mlflow_home):
+    return mlflow_home
 
 
 def test_up_status_and_rest_api(server, home):
