@@ -93,6 +93,35 @@ def server_command(host: str, port: int, backend_store_uri: str, artifact_root: 
     return cmd + list(extra or [])
 
 
+def production_command(env_file: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The `mlflow server` command and environment of a production env file (see mlflow/production.env.example).
+
+    ``${VAR}`` references are expanded from the environment (secrets are never written to the file);
+    a missing required key or an unexpanded reference is an error naming the key.
+    """
+    path = Path(env_file)
+    if not path.is_file():
+        raise ServerError(f"MLflow env file {path} does not exist.")
+    env = read_env_file(path)
+    for key in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION"):
+        if not env.get(key):
+            raise ServerError(f"{path} does not set {key}.")
+    for key, value in env.items():
+        if "${" in value or "$" in value.replace("$$", ""):
+            raise ServerError(f"{path}: {key} refers to an unset environment variable ({value}).")
+    extra: list[str] = []
+    if env.get("MLFLOW_ALLOWED_HOSTS"):
+        extra += ["--allowed-hosts", env["MLFLOW_ALLOWED_HOSTS"]]
+    if env.get("MLFLOW_CORS_ALLOWED_ORIGINS"):
+        extra += ["--cors-allowed-origins", env["MLFLOW_CORS_ALLOWED_ORIGINS"]]
+    cmd = server_command(env.get("MLFLOW_HOST", "0.0.0.0"), int(env.get("MLFLOW_PORT", "5000")),
+                         env["MLFLOW_BACKEND_STORE_URI"], env["MLFLOW_ARTIFACTS_DESTINATION"],
+                         workers=int(env.get("MLFLOW_WORKERS", "4")), serve_artifacts=True, extra=extra)
+    cmd[0] = "mlflow"
+    passthrough = {k: v for k, v in env.items() if k.startswith(("AWS_", "MLFLOW_S3_"))}
+    return cmd, passthrough
+
+
 def status() -> ServerInfo | None:
     path = tracking.server_state_file()
     if not path.is_file():

@@ -69,4 +69,28 @@ def register(app: typer.Typer) -> None:
         if not sent:
             typer.echo("nothing buffered")
 
+    @group.command("command", help="Print the production `mlflow server` command (PostgreSQL + S3, proxied artifacts) "
+                   "for an env file; ${VARS} come from the environment. Secrets print as ***."
+                   + example("latxa mlflow command --env-file mlflow/production.env"))
+    def command(env_file: str = typer.Option(..., "--env-file", help="KEY=VALUE file, see mlflow/production.env.example."),
+                fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
+        import shlex
+
+        from pipelines.mlflow_server import production_command
+
+        cmd, env = production_command(env_file)
+        masked = {k: ("***" if "SECRET" in k or "KEY_ID" in k else v) for k, v in env.items()}
+
+        def hide(arg: str) -> str:  # a password inside the database URI
+            import re
+
+            return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", arg)
+
+        shown = [hide(a) for a in cmd]
+        if fmt == OutputFormat.json:
+            emit_json({"command": shown, "env": masked})
+        else:
+            typer.echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in masked.items()) + (" " if masked else "")
+                       + " ".join(shlex.quote(a) for a in shown))
+
     app.add_typer(group, name="mlflow")

@@ -144,3 +144,37 @@ def test_port_in_use_is_one_sentence(tmp_path):
         res = run_latxa("mlflow", "up", "--port", str(port), env={"LATXA_HOME": str(tmp_path)})
     assert res.returncode == 2
     assert f"Port {port} on 127.0.0.1 is already in use" in res.stderr
+
+
+def test_production_command_from_the_shipped_env_file(monkeypatch):
+    from pipelines.mlflow_server import REPO_ROOT, ServerError, production_command
+
+    example = REPO_ROOT / "mlflow" / "production.env.example"
+    for var in ("MLFLOW_DB_PASSWORD", "MLFLOW_S3_ACCESS_KEY", "MLFLOW_S3_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ServerError, match="MLFLOW_BACKEND_STORE_URI refers to an unset environment variable"):
+        production_command(example)
+    monkeypatch.setenv("MLFLOW_DB_PASSWORD", "pw")
+    monkeypatch.setenv("MLFLOW_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("MLFLOW_S3_SECRET_KEY", "sk")
+    cmd, env = production_command(example)
+    assert cmd[:2] == ["mlflow", "server"]
+    arg = lambda flag: cmd[cmd.index(flag) + 1]  # noqa: E731
+    assert arg("--backend-store-uri") == "postgresql+psycopg2://mlflow:pw@postgres.mlops.svc:5432/mlflow"
+    assert "--serve-artifacts" in cmd and arg("--artifacts-destination") == "s3://latxa-mlflow/artifacts"
+    assert arg("--host") == "0.0.0.0" and "--allowed-hosts" in cmd
+    assert env == {"MLFLOW_S3_ENDPOINT_URL": "https://minio.mlops.svc:9000", "AWS_ACCESS_KEY_ID": "ak",
+                   "AWS_SECRET_ACCESS_KEY": "sk"}
+
+
+def test_env_file_errors_name_file_and_line(tmp_path):
+    from pipelines.mlflow_server import ServerError, production_command
+
+    bad = tmp_path / "bad.env"
+    bad.write_text("# comment\nMLFLOW_BACKEND_STORE_URI=sqlite:///x.db\nthis line has no equals sign\n")
+    with pytest.raises(ServerError, match=r"bad.env:3: expected KEY=VALUE"):
+        production_command(bad)
+    missing = tmp_path / "missing.env"
+    missing.write_text("MLFLOW_BACKEND_STORE_URI=sqlite:///x.db\n")
+    with pytest.raises(ServerError, match="does not set MLFLOW_ARTIFACTS_DESTINATION"):
+        production_command(missing)
