@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import json
 import os
 import re
 import shutil
@@ -158,6 +157,8 @@ def build(overlay: Path, builder: str = "auto") -> list[dict]:
         return kustomize_lite.build(overlay)
     except kustomize_lite.KustomizeError as err:
         raise BuildError(overlay, str(err)) from None
+    except (KeyError, IndexError, TypeError, ValueError, OSError, yaml.YAMLError) as err:
+        raise BuildError(overlay, f"malformed kustomization or resource ({type(err).__name__}: {err})") from None
 
 
 class BuildError(Exception):
