@@ -425,6 +425,24 @@ def test_cli_without_schemas_says_so_in_one_sentence(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no KubeRay CRD schemas in")
 
 
+def test_docs_create_every_secret_the_manifests_reference():
+    """docs/k8s.md's `kubectl create secret` commands create exactly the Secrets and keys the check accepts
+    (TLS Secrets come from cert-manager)."""
+    import re
+
+    text = (REPO / "docs" / "k8s.md").read_text()
+    text = text.replace("\\\n", " ")
+    created = {}
+    for line in text.splitlines():
+        m = re.search(r"kubectl -n (\S+) create secret generic (\S+)(.*)", line)
+        if m:
+            keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", m.group(3)))
+            keys |= {k for k in re.findall(r"--from-file=([\w.-]+)(?:\s|$)", m.group(3))}
+            created[(m.group(1), m.group(2))] = keys
+    expected = {k: v for k, v in check.OPERATOR_SECRETS.items() if not k[1].endswith("-tls")}
+    assert created == expected
+
+
 def test_cli_help_has_an_example_and_lists_the_secrets():
     assert "Example:" in _run("--help").stdout
     out = _run("--list-secrets").stdout
