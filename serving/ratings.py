@@ -117,21 +117,28 @@ def pair_cells(votes: Votes, dim: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _newton_bt(pi: np.ndarray, pj: np.ndarray, wins: np.ndarray, games: np.ndarray, k: int,
-               ridge: float = RIDGE, iters: int = 60, tol: float = 1e-10) -> np.ndarray:
+               ridge: float = RIDGE, iters: int = 100, tol: float = 1e-8,
+               start: np.ndarray | None = None) -> np.ndarray:
     """Batched MLE. wins/games: (R, P) with wins = i's wins + half the ties. Returns (R, k) natural-log strengths."""
     r = wins.shape[0]
-    beta = np.zeros((r, k))
+    beta = np.zeros((r, k)) if start is None else np.broadcast_to(start, (r, k)).copy()
     inc = np.zeros((pi.shape[0], k))               # signed incidence: d_ij = beta_i - beta_j
     rows = np.arange(pi.shape[0])
     inc[rows, pi] = 1.0
     inc[rows, pj] = -1.0
-    eye = np.eye(k)
+    absinc = np.abs(inc)
+    diag = np.arange(k)
+    h = np.empty((r, k, k))
     for _ in range(iters):
         d = beta @ inc.T
         p = 1.0 / (1.0 + np.exp(-d))
         grad = (wins - games * p) @ inc - ridge * beta
         w = games * p * (1.0 - p)
-        h = (inc.T[None] * w[:, None, :]) @ inc + ridge * eye  # (r, k, k) = inc^T diag(w) inc
+        # Hessian of the negative log-likelihood: inc^T diag(w) inc (pairs are unique, so plain assignment)
+        h.fill(0.0)
+        h[:, pi, pj] = -w
+        h[:, pj, pi] = -w
+        h[:, diag, diag] = w @ absinc + ridge
         step = np.linalg.solve(h, grad[..., None])[..., 0]
         beta += step
         if np.abs(step).max() < tol:
@@ -172,6 +179,7 @@ def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 25
         cell = row_of_pair[lo * k + hi] * 3 + oc
         ncell = pi.shape[0] * 3
     probs = (c / n).ravel()
+    point = _newton_bt(pi, pj, (c[:, 0] + 0.5 * c[:, 2])[None], c.sum(1)[None], k)[0]  # warm start
     out = []
     for start in range(0, rounds, chunk):
         m = min(chunk, rounds - start)
@@ -183,7 +191,7 @@ def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 25
             draw = rng.multinomial(n, probs, size=m).reshape(m, -1, 3).astype(np.float64)
         wins = draw[..., 0] + 0.5 * draw[..., 2]
         games = draw.sum(-1)
-        out.append(to_scale(_newton_bt(pi, pj, wins, games, k)))
+        out.append(to_scale(_newton_bt(pi, pj, wins, games, k, start=point)))
     return np.concatenate(out) if out else np.zeros((0, k))
 
 
