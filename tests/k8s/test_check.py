@@ -109,8 +109,13 @@ def test_prod_puts_models_on_gpus_with_vllm_and_dev_stays_on_cpu(built):
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert any(t["key"] == "nvidia.com/gpu" for t in gpu["tolerations"])
     assert gpu["containers"][0]["image"].endswith(":0.1.0-cuda")
+    x4 = prod["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]
+    assert x4["groupName"] == "gpu-x4" and x4["rayStartParams"]["num-gpus"] == "4"
+    assert x4["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert x4["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0-cuda")
     apps = {a["name"]: a for a in yaml.safe_load(prod["spec"]["serveConfigV2"])["applications"]}
     assert apps["llm"]["import_path"] == "ray.serve.llm:build_openai_app"
+    assert max(c["engine_kwargs"]["tensor_parallel_size"] for c in apps["llm"]["args"]["llm_configs"]) <= 4
     llm_ids = {c["model_loading_config"]["model_id"] for c in apps["llm"]["args"]["llm_configs"]}
     # Every arena model of the prod gateway is one the vLLM app serves.
     serve_yaml = yaml.safe_load(find(built["prod"], "ConfigMap", "arena-serve-config")["data"]["serve.yaml"])
