@@ -1,0 +1,80 @@
+"""Benchmark: wall time of the eu-mini suite on the tiny model through our runner (`run_eval`) versus calling
+``lm_eval.simple_evaluate`` directly with the same arguments, in the same process.
+
+Both sides build their lm-eval TaskManager over the eu-mini YAMLs, load the model and evaluate; the runner
+additionally checks the model folder, writes lm-eval's results JSON and per-sample logs (sample logging is
+on for both). Runs alternate (runner, direct, runner, direct, ...) after one untimed warm-up of each, so
+caches and page cache are equally warm. Reports medians and the overhead ratio (goal <= 1.1).
+
+    .venv/bin/python benchmarks/bench_eval.py --limit 100 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[var] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="model folder (default: build the tiny model in a temp folder)")
+    ap.add_argument("--limit", type=int, default=100, help="documents per task (0 = the whole eu-mini suite)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    from lm_eval import simple_evaluate
+
+    from components.eval.registry import default_registry
+    from components.eval.runner import model_spec, run_eval, simple_evaluate_kwargs, task_manager
+    from components.tiny_model import build_tiny_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    model = Path(args.model) if args.model else build_tiny_model(tmp / "tiny")
+    limit = args.limit or None
+    suite = default_registry().suite("eu-mini")
+
+    def ours(i: int) -> float:
+        t = time.perf_counter()
+        run_eval(str(model), "eu-mini", tmp / f"ours-{i}", limit=limit)
+        return time.perf_counter() - t
+
+    def direct(i: int) -> float:
+        t = time.perf_counter()
+        spec = model_spec(str(model), check_loads=False)
+        kwargs = simple_evaluate_kwargs(spec, suite.tasks, limit=limit, tm=task_manager(suite))
+        res = simple_evaluate(**kwargs)
+        assert res is not None and set(res["results"]) >= set(suite.tasks)
+        return time.perf_counter() - t
+
+    ours(-1), direct(-1)  # warm-up (imports, tokenizer caches, page cache)
+    times = {"runner": [], "direct": []}
+    for i in range(args.repeats):
+        times["runner"].append(ours(i))
+        times["direct"].append(direct(i))
+        print(f"repeat {i}: runner {times['runner'][-1]:.2f}s, direct simple_evaluate {times['direct'][-1]:.2f}s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["runner"] / med["direct"]
+    out = {"limit_per_task": limit, "repeats": args.repeats, "tasks": suite.tasks, "median_s": med, "runs_s": times,
+           "overhead_ratio": ratio, "goal": 1.1, "cpu_count": os.cpu_count(), "loadavg_1m": os.getloadavg()[0]}
+    print(json.dumps(out, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
