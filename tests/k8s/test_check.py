@@ -415,6 +415,7 @@ def test_cli_fails_on_a_broken_copy_naming_object_and_field(tmp_path):
     assert "1 problem(s)" in proc.stderr
 
 
+@needs_schemas
 def test_cli_names_a_kustomization_that_does_not_build(tmp_path):
     tree = _copy_tree(tmp_path)
     k = tree / "overlays" / "dev" / "kustomization.yaml"
