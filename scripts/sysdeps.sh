@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, only those missing.
 # Later layers add theirs to PACKAGES (binary -> package).
+# kubectl is not here: Debian has no package for it. k8s/check.py uses it when present and
+# otherwise builds the overlays with its own Python kustomize subset (docs/k8s.md).
 set -euo pipefail
 declare -A PACKAGES=(
-  [kubectl]=kubectl
   [slurmctld]=slurm-wlm
   [munged]=munge
   [sshd]=openssh-server
