@@ -63,9 +63,19 @@ def start_ray(num_cpus: int | None = None) -> bool:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 1024**2,
-                 log_to_driver=True, configure_logging=False)
+        return True
+    for attempt in range(1, 4):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 1024**2,
+                     log_to_driver=True, configure_logging=False)
+            return True
+        except Exception as err:  # Ray gives its raylet 30 s to register; an overloaded machine can miss that
+            if "timed out during startup" not in str(err) or attempt == 3:
+                raise
+            print(f"[train] local Ray did not start in time (attempt {attempt}/3, machine overloaded?); retrying",
+                  flush=True)
+            ray.shutdown()
+            time.sleep(5 * attempt)
     return True
 
 
