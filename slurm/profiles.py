@@ -84,6 +84,7 @@ class ClusterProfile(_Strict):
     ray_port_slots: int = Field(400, gt=0)
     ray_object_store_mb: int | None = Field(None, gt=0)
     ray_join_timeout_s: int = Field(600, gt=0)
+    ray_head_attempts: int = Field(3, gt=0)        # the head start is retried when Ray's raylet aborts
     sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
     max_resubmits: int = Field(2, ge=0)
 

@@ -29,15 +29,53 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def wait_for_nodes(address: str, nodes: int, timeout: float, watch_pid: int | None = None) -> int:
+def _raylet_crash(ray_tmp: str | None) -> str | None:
+    """The raylet's fatal line when it aborted (e.g. its agents missed the start-up window), else None."""
+    if not ray_tmp:
+        return None
+    for name in ("raylet.out", "raylet.err"):
+        path = os.path.join(ray_tmp, "session_latest", "logs", name)
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if "Check failed" in line or ") FATAL" in line:
+                        return line.strip()[:300]
+        except OSError:
+            continue
+    return None
+
+
+def wait_for_nodes(address: str, nodes: int, timeout: float, watch_pid: int | None = None,
+                   ray_tmp: str | None = None) -> int:
+    import threading
+
     import ray
 
+    def watchdog() -> None:  # ray.init can block for minutes on a dead head: leave as soon as we know
+        while True:
+            reason = None
+            if not _alive(watch_pid):
+                reason = f"the Ray head (pid {watch_pid}) exited before the cluster came up; see the lines above"
+            else:
+                crash = _raylet_crash(ray_tmp)
+                if crash:
+                    reason = f"the raylet aborted: {crash}"
+            if reason:
+                print(f"[latxa-slurm] {reason}", file=sys.stderr, flush=True)
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watchdog, daemon=True).start()
     deadline = time.monotonic() + timeout
     last_err = ""
     while time.monotonic() < deadline:
         if not _alive(watch_pid):
             print(f"[latxa-slurm] the Ray head (pid {watch_pid}) exited before the cluster came up; see the lines above",
                   file=sys.stderr)
+            return 1
+        crash = _raylet_crash(ray_tmp)
+        if crash:
+            print(f"[latxa-slurm] the raylet aborted: {crash}", file=sys.stderr)
             return 1
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
@@ -68,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--watch-pid", type=int, default=None, help="give up early when this process (the head) exits")
+    parser.add_argument("--ray-tmp", default=None, help="the head's --temp-dir: give up early when its raylet aborted")
     args = parser.parse_args(argv)
-    return wait_for_nodes(args.address, args.nodes, args.timeout, args.watch_pid)
+    return wait_for_nodes(args.address, args.nodes, args.timeout, args.watch_pid, args.ray_tmp)
 
 
 if __name__ == "__main__":

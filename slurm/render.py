@@ -155,6 +155,7 @@ def render_train(
         study_profile=profile.study_profile,
         train_args=args,
         config_staged=config_staged,
+        head_attempts=profile.ray_head_attempts,
     )
     return RenderedJob(name=hv["name"], script=script, log=hv["log"], kind="train", array=array, variants=codes, out=out)
 
