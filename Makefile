@@ -56,12 +56,17 @@ test-fast: venv
 # Arena UI (#9). bun for Reflex's frontend build, from the npm registry into the project-local .tools/ (Node 20 here
 # is too old for Reflex 0.10; bun >= 1.4.4 is enough). Installed only when missing.
 BUN_VERSION ?= 1.4.4
-arena-tools: .tools/node_modules/.bin/bun
+arena-tools: .tools/node_modules/.bin/bun arena_ui/.web/node_modules
 
 .tools/node_modules/.bin/bun:
 	@mkdir -p .tools
 	cd .tools && npm install --no-audit --no-fund --prefix . bun@$(BUN_VERSION)
 	@.tools/node_modules/.bin/bun --version >/dev/null
+
+# The frontend's npm packages (pinned in arena_ui/reflex.lock/), fetched once here so tests and `make arena` build
+# without the network.
+arena_ui/.web/node_modules: .tools/node_modules/.bin/bun | venv
+	cd arena_ui && REFLEX_USE_SYSTEM_BUN=1 $(abspath $(BIN))/reflex compile
 
 # Ray Serve with the local models + the arena API (latxa serve) + the Reflex UI on 127.0.0.1; prints the URL.
 arena: venv arena-tools

@@ -55,8 +55,8 @@ UI_TURN_JS = """async () => {
 def api_turn(api: str, token: str) -> dict:
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api + "/api", headers=h, timeout=300) as c:
+        t0 = time.perf_counter()  # like the UI's first message: create the battle, then stream the turn
         bid = c.post("/battles", json={}).json()["battle_id"]
-        t0 = time.perf_counter()
         first, deltas = None, 0
         with c.stream("POST", f"/battles/{bid}/messages", json={"content": PROMPT}) as r:
             for line in r.iter_lines():

@@ -313,7 +313,7 @@ class ArenaState(rx.State):
                     async with self:
                         self.battle_id = battle_id
                         self.turns = [{"user": t.get("user", ""), "a": t.get("a", ""), "b": t.get("b", "")} for t in prefilled]
-                last = time.monotonic()
+                last = 0.0  # the first text is pushed at once; after that at most every FLUSH_EVERY_S
                 async for ev in api.stream_message(battle_id, content):
                     started = True
                     kind, side = ev.get("type"), ev.get("side")

@@ -191,7 +191,7 @@ def test_pages_are_basque_first_and_switch_language(page, arena_stack):
 def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
     base = arena_stack.ui_url
     before = httpx.get(arena_stack.api_url + "/api/leaderboard").json()["votes"]
-    register(page, base)
+    user = register(page, base)
     result = battle_until(page, want_error=False)
     seen = result["seen"]
     # Token-by-token streaming in both panels: each live panel showed several growing texts.
@@ -234,6 +234,21 @@ def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
     page.click("#nav-mine")
     page.wait_for_selector("#mine-votes")
     page.wait_for_function("() => document.querySelector('#mine-votes').innerText === '1'")
+
+    # Log out, fail a log-in (the API's 401 shown in Basque), log in again: the contribution is still there.
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    page.click("#auth-toggle")
+    expect(page.locator("#auth-submit")).to_have_text("Sartu")
+    page.fill("#username", user)
+    page.fill("#password", "ez-da-hau-123")
+    page.click("#auth-submit")
+    expect(page.locator("#auth-error")).to_have_text("Erabiltzaile-izena edo pasahitza ez da zuzena.")
+    page.fill("#password", "pasahitz-luzea-123")
+    page.click("#auth-submit")
+    page.wait_for_url(base + "/")
+    page.click("#nav-mine")
+    page.wait_for_function("() => document.querySelector('#mine-votes')?.innerText === '1'")
 
 
 def test_a_failing_model_does_not_lose_the_other_panel(page, arena_stack):
