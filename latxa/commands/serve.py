@@ -47,10 +47,11 @@ def register(app: typer.Typer) -> None:
         from serving import ray_app
 
         done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        signal.signal(signal.SIGINT, lambda *_: done.set())
         try:
             ray_app.start(cfg, host, port, num_cpus)
+            # after ray.init, which installs its own C++ SIGTERM handler
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+            signal.signal(signal.SIGINT, lambda *_: done.set())
             typer.echo(f"serving on http://{host}:{port} (models: {names})", err=False)
             import sys
 
