@@ -54,6 +54,11 @@ def parse_variants(text: str | list[str] | None) -> list[str]:
         if not item:
             continue
         codes = list(TRAINED_8B) if item == "trained" else [parse(item).code]
+        for code in codes:
+            v = parse(code)
+            if v.is_baseline:
+                raise PipelineError(f"{code} is a baseline with no training data (it is {v.equivalent_model} itself); "
+                                    f"evaluate it with `latxa eval run` instead of training it.")
         out += [c for c in codes if c not in out]
     if not out:
         raise PipelineError("No variants given; pass --variants exp_2_101,exp_2_100 (or 'trained' for the 8B grid).")
@@ -79,7 +84,7 @@ class LocalResult:
 
 def run_local(variants: list[str], profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
               tracking_uri: str | None = None, base_model: str = "", max_steps: int = 0, seq_len: int = 0,
-              eval_suite: str = "eu-mini", eval_limit: int = 0, config_path: str = "",
+              eval_suite: str = "eu-mini", eval_limit: int = 0,
               pipeline_root: str | Path | None = None) -> LocalResult:
     """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner."""
     from kfp import local
@@ -88,7 +93,6 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
         raise PipelineError(f"Profile '{profile}' targets a GPU cluster; run it with `latxa pipeline submit` "
                             "(it trains through the SLURM bridge), not --local.")
     uri = tracking.check_reachable(tracking_uri)  # fail fast, before any work
-    tracking.ensure_experiment(experiment, uri)
     if not base_model:
         from components.tiny_model import ensure_tiny_model
         from latxa.paths import tiny_model_dir
@@ -96,14 +100,18 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
         base_model = str(ensure_tiny_model(tiny_model_dir()))
     elif Path(base_model).is_dir():
         base_model = str(Path(base_model).resolve())
+    else:
+        raise PipelineError(f"--model {base_model} is not a model folder; local runs are offline, so the base model "
+                            "must be a local Hugging Face folder (default: the tiny model).")
     tokenizer = base_model if Path(base_model).is_dir() else ""  # the model's own tokenizer and chat template
+    tracking.ensure_experiment(experiment, uri)
     root = Path(pipeline_root or state_dir() / "kfp" / "runs")
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # every step (a subprocess) logs to the same store
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    args: dict[str, Any] = dict(profile=profile, config_path=config_path, base_model=base_model, tokenizer=tokenizer,
+    args: dict[str, Any] = dict(profile=profile, base_model=base_model, tokenizer=tokenizer,
                                 seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite, eval_limit=int(eval_limit),
                                 experiment=experiment, tracking_uri=uri)
     table = pipelines()

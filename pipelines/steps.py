@@ -1,8 +1,8 @@
 """KFP v2 lightweight components of the study pipeline that belong to the pipelines layer.
 
-Data preparation and evaluation are the data and evaluation layers' own components
-(``components/kfp/data_prep.py``, ``components/kfp/eval.py``); training calls the training layer's
-``components.train.runner.train`` (or the SLURM bridge). Each body imports the project lazily and calls
+Data preparation, training and evaluation are the data, training and evaluation layers' own components
+(``components/kfp/data_prep.py``, ``components/kfp/train.py``, ``components/kfp/eval.py``); the SLURM
+pipelines train through the SLURM bridge with ``slurm_train_model`` below. Each body imports the project lazily and calls
 ``pipelines.steps_impl``, so the same component runs in the project's container image on a cluster and
 in kfp.local's SubprocessRunner(use_venv=False) here. ``install_kfp_package=False``: the image (and the
 local venv) already has kfp; nothing is pip-installed at run time. The image is the pipeline parameter
@@ -35,21 +35,6 @@ def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: 
 
 
 @dsl.component(**_component)
-def train_model(variant: str, profile: str, config_path: str, base_model: str, max_steps: int, experiment: str,
-                tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str, prepare_task: str,
-                data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> str:
-    """Ray Train (+ DeepSpeed) fine-tuning through the training layer; exports an HF folder; returns the MLflow run id."""
-    from pipelines import steps_impl
-
-    res = steps_impl.train_local(variant, profile, config_path, base_model, max_steps, experiment, tracking_uri,
-                                 sweep_run_id, kfp_run_id, kfp_task, prepare_task, data.path, model.path)
-    for key, value in res["metrics"].items():
-        metrics.log_metric(key, value)
-    model.metadata.update({"variant": variant, "mlflow_run_id": res["run_id"], "registered_model": res["registered"]})
-    return res["run_id"]
-
-
-@dsl.component(**_component)
 def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
                       experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
                       prepare_task: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> str:
@@ -66,13 +51,14 @@ def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str
 
 @dsl.component(**_component)
 def register_model(variant: str, mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
-                   eval_task: str, model: Input[Model], train_metrics: Input[Metrics], scores: Input[Metrics],
-                   results: Input[Artifact]) -> str:
+                   prepare_task: str, train_task: str, eval_task: str, pipeline: str, model: Input[Model],
+                   train_metrics: Input[Metrics], scores: Input[Metrics], results: Input[Artifact]) -> str:
     """Put the evaluation's means on the variant run, make sure the model is registered as latxa-<code>,
     and tag run, evaluation run and model version with their KFP tasks. Returns '<name>/<version>'."""
     from pipelines import steps_impl
 
     values = {k: float(v) for art in (train_metrics, scores) for k, v in art.metadata.items()
               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return steps_impl.register(variant, model.path, mlflow_run_id, tracking_uri, kfp_run_id, kfp_task, values,
-                               eval_run_id=str(results.metadata.get("mlflow_run_id", "")), eval_task=eval_task)
+    tasks = {"prepare": prepare_task, "train": train_task, "eval": eval_task, "register": kfp_task}
+    return steps_impl.register(variant, model.path, mlflow_run_id, tracking_uri, kfp_run_id, tasks, values,
+                               eval_run_id=str(results.metadata.get("mlflow_run_id", "")), pipeline=pipeline)

@@ -70,28 +70,6 @@ def _move_export(model_dir: str, artifact_path: str) -> None:
     os.symlink(dst, model_dir, target_is_directory=True)
 
 
-def train_local(variant: str, profile: str, config_path: str, base_model: str, max_steps: int, experiment: str,
-                tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str, prepare_task: str,
-                data: str, model_out: str) -> dict:
-    """The training layer's `train()` (Ray Train on this machine), into the variant's MLflow run."""
-    from components.train.plan import TrainJob
-    from components.train.runner import train
-
-    out_dir = Path(model_out).parent / "train"
-    job = TrainJob(variant=variant, data_dir=Path(data), out_dir=out_dir,
-                   model_dir=Path(base_model) if base_model else None, profile=profile or None,
-                   config_path=Path(config_path) if config_path else None, resume=True,
-                   tracking_uri=tracking.resolve_tracking_uri(tracking_uri or None), experiment=experiment,
-                   parent_run_id=sweep_run_id or None, max_steps=max_steps or None,
-                   extra_tags=_train_tags(kfp_run_id, kfp_task, prepare_task, "sweep" if sweep_run_id else "study"))
-    res = train(job)
-    _move_export(res.model_dir, model_out)
-    metrics = {k: float(v) for k, v in (res.metrics or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {"run_id": res.mlflow_run_id or "", "metrics": metrics,
-            "registered": f"{res.registered_model}/{res.model_version}" if res.registered_model else ""}
-
-
 def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
     """Final loss and tokens seen, from the run's metrics (what training logged)."""
     client = _client(tracking.resolve_tracking_uri(tracking_uri or None))
@@ -100,17 +78,20 @@ def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
-             metrics: dict[str, float], eval_run_id: str = "", eval_task: str = "") -> str:
+def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_run_id: str, tasks: dict[str, str],
+             metrics: dict[str, float], eval_run_id: str = "", pipeline: str = "study") -> str:
     """Summary metrics onto the variant run; the model registered (once per run) and every piece tagged with its
-    KFP task. Training normally registered the model already; this step registers it only if it did not."""
+    KFP task (``tasks``: step -> KFP task name). Training normally registered the model already; this step
+    registers it only if it did not."""
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
     if not run_id:
         raise StepError(f"training of {variant} returned no MLflow run id, so there is nothing to register.")
     client = _client(uri)
-    task_tags = {tracking.TAG_KFP_RUN: kfp_run_id, tracking.TAG_KFP_TASK_PREFIX + "register": kfp_task}
-    if eval_task:
-        task_tags[tracking.TAG_KFP_TASK_PREFIX + "eval"] = eval_task
+    run_tags = client.get_run(run_id).data.tags
+    task_tags = {tracking.TAG_KFP_RUN: kfp_run_id, tracking.TAG_PIPELINE: pipeline,
+                 **{tracking.TAG_KFP_TASK_PREFIX + step: name for step, name in tasks.items() if name}}
+    if not run_tags.get(tracking.TAG_KFP_TASK) and tasks.get("train"):
+        task_tags[tracking.TAG_KFP_TASK] = tasks["train"]  # the variant run is the training run
     logger = tracking.BufferedRunLogger(run_id, uri)
     logger.log_metrics(metrics)
     logger.set_tags(task_tags)
@@ -120,8 +101,8 @@ def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_
                         "run `latxa mlflow sync` when it is back.")
     if eval_run_id:
         client.set_tag(eval_run_id, tracking.TAG_KFP_RUN, kfp_run_id)
-        if eval_task:
-            client.set_tag(eval_run_id, tracking.TAG_KFP_TASK, eval_task)
+        if tasks.get("eval"):
+            client.set_tag(eval_run_id, tracking.TAG_KFP_TASK, tasks["eval"])
     name = tracking.registered_model_name(variant)
     mine = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.run_id == run_id]
     if mine:
@@ -140,9 +121,8 @@ def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_
         version = client.create_model_version(name, f"{run.info.artifact_uri.rstrip('/')}/model", run_id=run_id,
                                               tags=tracking.variant_tags(variant))
     run_tags = client.get_run(run_id).data.tags
-    version_tags = {tracking.TAG_KFP_RUN: kfp_run_id,
-                    tracking.TAG_KFP_TASK: run_tags.get(tracking.TAG_KFP_TASK, kfp_task),
-                    tracking.TAG_KFP_TASK_PREFIX + "register": kfp_task}
+    version_tags = {tracking.TAG_KFP_RUN: kfp_run_id, tracking.TAG_KFP_TASK: run_tags.get(tracking.TAG_KFP_TASK, ""),
+                    tracking.TAG_KFP_TASK_PREFIX + "register": tasks.get("register", "")}
     for key, value in version_tags.items():
         if value:
             client.set_model_version_tag(name, version.version, key, value)

@@ -16,6 +16,7 @@ from kfp import dsl
 
 from components.kfp import data_prep
 from components.kfp import eval as eval_component
+from components.kfp import train as train_component
 from components.tracking import DEFAULT_EXPERIMENT
 from pipelines import steps
 
@@ -29,19 +30,25 @@ def _variant_dag(variant, profile, config_path, data_config, base_model, tokeniz
     # Data preparation: the data layer's component (components/kfp/data_prep.py).
     prep = data_prep.prepare_data(variant=variant, config=data_config, tokenizer_path=tokenizer, seq_len=seq_len,
                                   profile=profile).set_display_name("prepare-data").after(first)
-    common = dict(variant=variant, profile=profile, config_path=config_path, base_model=base_model, max_steps=max_steps,
-                  experiment=experiment, tracking_uri=tracking_uri, sweep_run_id=sweep_run_id, kfp_run_id=RUN_ID,
-                  kfp_task=TASK, prepare_task=prep.name, data=prep.outputs["dataset"])
     if cluster is None:
-        train = steps.train_model(**common).set_display_name("train")
+        # Training: the training layer's component (components/kfp/train.py): Ray Train on this machine or pod.
+        train = train_component.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
+                                              model_path=base_model, max_steps=max_steps, tracking_uri=tracking_uri,
+                                              experiment=experiment, parent_run_id=sweep_run_id).set_display_name("train")
     else:
-        train = steps.slurm_train_model(cluster=cluster, **common).set_display_name("slurm-train")
+        train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, config_path=config_path,
+                                        base_model=base_model, max_steps=max_steps, experiment=experiment,
+                                        tracking_uri=tracking_uri, sweep_run_id=sweep_run_id, kfp_run_id=RUN_ID,
+                                        kfp_task=TASK, prepare_task=prep.name,
+                                        data=prep.outputs["dataset"]).set_display_name("slurm-train")
     run_id = train.outputs["Output"]
     # Evaluation: the evaluation layer's component (components/kfp/eval.py), as a nested run of the variant's run.
     ev = eval_component.evaluate(suite=eval_suite, model=train.outputs["model"], limit=eval_limit, variant=variant,
                                  mlflow_parent_run_id=run_id, tracking_uri=tracking_uri).set_display_name("evaluate")
     reg = steps.register_model(variant=variant, mlflow_run_id=run_id, tracking_uri=tracking_uri, kfp_run_id=RUN_ID,
-                               kfp_task=TASK, eval_task=ev.name, model=train.outputs["model"],
+                               kfp_task=TASK, prepare_task=prep.name, train_task=train.name, eval_task=ev.name,
+                               pipeline="study" if isinstance(sweep_run_id, str) else "sweep",
+                               model=train.outputs["model"],
                                train_metrics=train.outputs["metrics"], scores=ev.outputs["metrics"],
                                results=ev.outputs["results"]).set_display_name("register")
     for task in (prep, train, ev, reg):
@@ -58,12 +65,12 @@ def _check(experiment, tracking_uri, image):
 
 
 @dsl.pipeline(name="latxa-study", description="One Latxa-Instruct variant: prepare -> train (Ray) -> eval -> register.")
-def study_pipeline(variant: str = "exp_2_101", profile: str = "local", config_path: str = "", data_config: str = "",
+def study_pipeline(variant: str = "exp_2_101", profile: str = "local", data_config: str = "",
                    base_model: str = "", tokenizer: str = "", seq_len: int = 0, max_steps: int = 0,
                    eval_suite: str = "eu-mini", eval_limit: int = 0, experiment: str = DEFAULT_EXPERIMENT,
                    tracking_uri: str = "", image: str = steps.DEFAULT_IMAGE) -> str:
     check = _check(experiment, tracking_uri, image)
-    reg = _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
+    reg = _variant_dag(variant, profile, "", data_config, base_model, tokenizer, seq_len, max_steps,
                        eval_suite, eval_limit, experiment, tracking_uri, image, None, check, "")
     return reg.output
 
@@ -98,11 +105,10 @@ def _sweep(variants, parallelism, profile, config_path, data_config, base_model,
 
 
 @dsl.pipeline(name="latxa-sweep", description="Many variants (ParallelFor) under one parent MLflow run; local Ray training.")
-def sweep_pipeline(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "local", config_path: str = "",
-                   data_config: str = "", base_model: str = "", tokenizer: str = "", seq_len: int = 0,
+def sweep_pipeline(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "local", data_config: str = "", base_model: str = "", tokenizer: str = "", seq_len: int = 0,
                    max_steps: int = 0, eval_suite: str = "eu-mini", eval_limit: int = 0,
                    experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str = "", image: str = steps.DEFAULT_IMAGE):
-    _sweep(variants, LOCAL_PARALLELISM, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
+    _sweep(variants, LOCAL_PARALLELISM, profile, "", data_config, base_model, tokenizer, seq_len, max_steps,
            eval_suite, eval_limit, experiment, tracking_uri, image, None)
 
 

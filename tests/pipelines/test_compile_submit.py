@@ -16,7 +16,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_kfp import FakeKFP, run_latxa  # noqa: E402
 
-CHAIN = ["check-tracking", "prepare-data", "train-model", "evaluate", "register-model"]
+CHAIN = ["check-tracking", "prepare-data", "train-variant", "evaluate", "register-model"]
 
 
 def _load(path):
@@ -51,9 +51,9 @@ def test_study_dag_and_parameters(compiled):
     assert set(deps) == set(CHAIN)
     assert deps["check-tracking"] == set()
     assert deps["prepare-data"] == {"check-tracking"}
-    assert deps["train-model"] == {"prepare-data"}
-    assert deps["evaluate"] == {"train-model"}
-    assert deps["register-model"] == {"train-model", "evaluate"}
+    assert deps["train-variant"] == {"prepare-data"}
+    assert deps["evaluate"] == {"train-variant"}
+    assert deps["register-model"] == {"train-variant", "evaluate"}
     params = ir["root"]["inputDefinitions"]["parameters"]
     for name in ("variant", "profile", "max_steps", "eval_suite", "experiment", "tracking_uri", "image", "base_model"):
         assert name in params, name
@@ -61,9 +61,9 @@ def test_study_dag_and_parameters(compiled):
     assert params["image"]["defaultValue"] == "registry.example.org/latxa:9.9"
     # artifacts flow between steps: Dataset -> train, Model -> eval and register, Metrics -> register
     tasks = ir["root"]["dag"]["tasks"]
-    assert tasks["train-model"]["inputs"]["artifacts"]["data"]["taskOutputArtifact"] == {
+    assert tasks["train-variant"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "dataset", "producerTask": "prepare-data"}
-    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-model"
+    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-variant"
     reg_in = tasks["register-model"]["inputs"]["artifacts"]
     assert reg_in["scores"]["taskOutputArtifact"] == {"outputArtifactKey": "metrics", "producerTask": "evaluate"}
     # every step runs in the image parameter, and gets the KFP run id / its task name
@@ -72,14 +72,15 @@ def test_study_dag_and_parameters(compiled):
     reg_params = tasks["register-model"]["inputs"]["parameters"]
     assert reg_params["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     assert reg_params["kfp_task"]["runtimeValue"]["constant"] == "{{$.pipeline_task_name}}"
-    assert ir["components"]["comp-train-model"]["outputDefinitions"]["artifacts"]["model"]["artifactType"][
+    assert reg_params["train_task"]["runtimeValue"]["constant"] == "train-variant"
+    assert ir["components"]["comp-train-variant"]["outputDefinitions"]["artifacts"]["model"]["artifactType"][
         "schemaTitle"] == "system.Model"
 
 
 def test_slurm_pipeline_trains_through_the_bridge(compiled):
     _, ir = _load(compiled["study-slurm"])
     tasks = ir["root"]["dag"]["tasks"]
-    assert "slurm-train-model" in tasks and "train-model" not in tasks
+    assert "slurm-train-model" in tasks and "train-variant" not in tasks
     assert ir["root"]["inputDefinitions"]["parameters"]["profile"]["defaultValue"] == "leonardo-8b"
     assert "cluster" in ir["root"]["inputDefinitions"]["parameters"]
 
@@ -150,3 +151,14 @@ def test_bad_variant_is_rejected_before_anything_runs(cli):
     res = cli("pipeline", "run", "--local", "--variants", "exp_2_101,exp_7_999")
     assert res.returncode == 2
     assert "'exp_7_999' is not a variant code" in res.stderr
+
+
+def test_baseline_variant_and_missing_model_are_refused_up_front(cli, tmp_path):
+    res = cli("pipeline", "run", "--local", "--variants", "exp_2_000", env={"LATXA_HOME": str(tmp_path)})
+    assert res.returncode == 2
+    assert "exp_2_000 is a baseline with no training data" in res.stderr
+    res = cli("pipeline", "run", "--local", "--model", str(tmp_path / "nope"), "--tracking-uri",
+              f"sqlite:///{tmp_path / 'db.sqlite'}", env={"LATXA_HOME": str(tmp_path)})
+    assert res.returncode == 2
+    assert "is not a model folder; local runs are offline" in res.stderr
+    assert not (tmp_path / "kfp").exists()

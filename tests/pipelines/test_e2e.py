@@ -54,9 +54,9 @@ def test_local_pipeline_end_to_end(mlflow_server, tiny_model):
     assert {k: tags[k] for k in ("variant", "backbone", "corpus_eu", "inst_eu", "inst_en")} == {
         "variant": VARIANT, "backbone": "INST_EN", "corpus_eu": "1", "inst_eu": "0", "inst_en": "1"}
     assert tags["kfp.run_id"]
-    assert tags["kfp.task"] == "train-model"
-    assert {tags[f"kfp.task.{s}"] for s in ("prepare", "train", "eval", "register")} == {
-        "prepare-data", "train-model", "evaluate", "register-model"}
+    assert tags["kfp.task"] == "train-variant"
+    assert {s: tags[f"kfp.task.{s}"] for s in ("prepare", "train", "eval", "register")} == {
+        "prepare": "prepare-data", "train": "train-variant", "eval": "evaluate", "register": "register-model"}
     assert tags["latxa.pipeline"] == "study" and len(tags["data_hash"]) >= 16
     # params and metrics: training loss per step, eu-mini scores
     params = {p["key"]: p["value"] for p in run["data"].get("params", [])}
@@ -76,7 +76,7 @@ def test_local_pipeline_end_to_end(mlflow_server, tiny_model):
     mine = [v for v in versions if v["run_id"] == run_id]
     assert len(mine) == 1
     vtags = {t["key"]: t["value"] for t in mine[0].get("tags", [])}
-    assert vtags["kfp.run_id"] == tags["kfp.run_id"] and vtags["kfp.task"] == "train-model"
+    assert vtags["kfp.run_id"] == tags["kfp.run_id"] and vtags["kfp.task"] == "train-variant"
     assert vtags["kfp.task.register"] == "register-model"
     # the exported model passed between steps as a KFP Model artifact is a loadable HF folder
     model_dir = Path(tags["latxa.model_path"])
