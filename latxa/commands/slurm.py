@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         if fmt == OutputFormat.json:
             emit_json(st.as_dict())
             return
-        code = "" if st.exit_code is None else f" exit={st.exit_code}"
+        code = "" if st.exit_code is None or not st.terminal else f" exit={st.exit_code}"
         typer.echo(f"{st.job_id}\t{st.state}{code}\t{st.name or ''}\t(from {st.source})")
         for t in st.tasks:
             typer.echo(f"  {t.job_id}\t{t.state}" + ("" if t.exit_code is None else f" exit={t.exit_code}"))
