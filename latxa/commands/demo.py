@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
     )
     def demo(
         variants: str = typer.Option(DEMO_VARIANTS, "--variants", help="Comma-separated variant codes."),
-        max_steps: int = typer.Option(30, "--max-steps", help="Training steps per variant."),
-        eval_limit: int = typer.Option(20, "--eval-limit", help="Items per eu-mini task."),
+        max_steps: int = typer.Option(20, "--max-steps", help="Training steps per variant."),
+        eval_limit: int = typer.Option(10, "--eval-limit", help="Items per eu-mini task."),
         experiment: str = typer.Option("latxa-demo", "--experiment", help="MLflow experiment of the demo."),
         server: bool = typer.Option(True, "--server/--no-server", help="Start `latxa mlflow up` (else log to SQLite)."),
     ) -> None:
