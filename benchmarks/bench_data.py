@@ -122,25 +122,36 @@ print(res.stats["tokens"])
 """
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[int, float, str]:
-    """Run `cmd`; sample the RSS of its whole process tree every 20 ms; return (peak bytes, seconds, stdout)."""
+def peak_rss_of(cmd: list[str]) -> tuple[int, int, float, str]:
+    """Run `cmd`; sample its whole process tree every 50 ms.
+
+    Returns (peak summed RSS, peak summed PSS, seconds, stdout). RSS counts pages the forked workers
+    share with the main process once per process; PSS splits shared pages between them, so the PSS
+    sum is the tree's real footprint.
+    """
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     ps = psutil.Process(proc.pid)
-    peak = 0
+    peak_rss = peak_pss = 0
     while proc.poll() is None:
         try:
-            procs = [ps] + ps.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            infos = []
+            for p in [ps] + ps.children(recursive=True):
+                try:
+                    infos.append(p.memory_full_info())
+                except psutil.Error:
+                    pass
+            peak_rss = max(peak_rss, sum(i.rss for i in infos))
+            peak_pss = max(peak_pss, sum(i.pss for i in infos))
         except psutil.Error:
             pass
-        time.sleep(0.02)
+        time.sleep(0.05)
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(err)
-    return peak, time.perf_counter() - t0, out
+    return peak_rss, peak_pss, time.perf_counter() - t0, out
 
 
 def bench_memory(tok_dir: Path, base_scale: int, seq_len: int, work: Path) -> dict:
@@ -148,12 +159,14 @@ def bench_memory(tok_dir: Path, base_scale: int, seq_len: int, work: Path) -> di
     for factor in (1, 4):
         cfg = make_inputs(work / f"mem{factor}", base_scale * factor, seed=factor)
         size = sum(f.stat().st_size for f in (work / f"mem{factor}").glob("*.jsonl"))
-        peak, secs, out = peak_rss_of([sys.executable, "-c", _RSS_CHILD, str(cfg), str(work / f"memout{factor}"),
+        peak, pss, secs, out = peak_rss_of([sys.executable, "-c", _RSS_CHILD, str(cfg), str(work / f"memout{factor}"),
                                        str(tok_dir), str(seq_len)])
         result[f"{factor}x"] = {"input_mb": round(size / 2**20, 1), "tokens": int(out.strip()),
-                                "peak_rss_mb": round(peak / 2**20, 1), "seconds": round(secs, 1)}
+                                "peak_rss_mb": round(peak / 2**20, 1), "peak_pss_mb": round(pss / 2**20, 1),
+                                "seconds": round(secs, 1)}
         shutil.rmtree(work / f"memout{factor}", ignore_errors=True)
     result["ratio_4x_over_1x"] = round(result["4x"]["peak_rss_mb"] / result["1x"]["peak_rss_mb"], 3)
+    result["pss_ratio_4x_over_1x"] = round(result["4x"]["peak_pss_mb"] / result["1x"]["peak_pss_mb"], 3)
     return result
 
 

@@ -23,11 +23,12 @@ IGNORE = -100
 class ShardWriter:
     """Writes rows to ``shards/shard-NNNNN.parquet`` (columns input_ids, labels, position_ids: list<int32>)."""
 
-    def __init__(self, out_dir: Path, seq_len: int, shard_rows: int, batch_rows: int = 1024):
+    def __init__(self, out_dir: Path, seq_len: int, shard_rows: int, batch_rows: int | None = None):
         import pyarrow as pa
 
         self.dir = Path(out_dir) / "shards"
         self.dir.mkdir(parents=True, exist_ok=True)
+        batch_rows = batch_rows or max(1, (1 << 18) // seq_len)  # row groups of ~256K tokens: bounded memory
         self.seq_len, self.shard_rows, self.batch_rows = seq_len, shard_rows, max(1, min(batch_rows, shard_rows))
         self.schema = pa.schema([(c, pa.list_(pa.int32())) for c in ("input_ids", "labels", "position_ids")])
         self.shards: list[str] = []
@@ -85,6 +86,7 @@ class Packer:
         self._arrival = itertools.count()
         self._carry: tuple[np.ndarray, np.ndarray] | None = None  # rest of a split document: starts the next row
         self.tokens = 0
+        self.trainable_tokens = 0
         self.split_documents = 0
         self.segments = 0
 
@@ -112,6 +114,7 @@ class Packer:
             self._emit()
 
     def _emit(self) -> None:
+        self.trainable_tokens += int(np.count_nonzero(self._labels != IGNORE))
         self.writer.add(self._ids.copy(), self._labels.copy(), self._pos.copy())
         self._fill = 0
 

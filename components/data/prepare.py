@@ -118,9 +118,14 @@ def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
 # ------------------------------------------------------------------------------------------ indexing
 
 
+CHUNK_RECORDS = 128          # records per task: fixed, so memory per task does not grow with the input
+CHUNK_BYTES = 4 << 20        # ... and a task never reads more than this (long documents)
+
+
 def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | None, capped: list):
     """Yield (start, end, first_line, records) ranges of whole records; stop after `limit` records.
 
+    A range ends after ``chunk_records`` records or once it holds CHUNK_BYTES (at a record boundary).
     Appends True to ``capped`` when records were left unread because of the limit.
     """
     start, first_line, records, total, offset, line_no = 0, 1, 0, 0, 0, 0
@@ -132,7 +137,7 @@ def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | N
             if paragraphs:
                 if blank and in_para:
                     in_para = False
-                    if records >= chunk_records:  # cut only between paragraphs
+                    if records >= chunk_records or offset - start >= CHUNK_BYTES:  # cut only between paragraphs
                         end = offset
                         yield start, end, first_line, records
                         start, first_line, records = end, line_no, 0
@@ -150,20 +155,11 @@ def _index_file(path: Path, chunk_records: int, paragraphs: bool, limit: int | N
                 records += 1
                 total += 1
             offset += len(raw)
-            if not paragraphs and records >= chunk_records:
+            if not paragraphs and records and (records >= chunk_records or offset - start >= CHUNK_BYTES):
                 yield start, offset, first_line, records
                 start, first_line, records = offset, line_no + 1, 0
     if records:
         yield start, offset, first_line, records
-
-
-def default_chunk_records(sources: list[ResolvedSource]) -> int:
-    """Records per task: aim for >= 32 tasks (parallelism, mixing), at most 2048 records (memory).
-
-    A function of the input size only, never of the machine, so the output is the same everywhere.
-    """
-    total_bytes = sum(f.stat().st_size for s in sources for f in s.files)
-    return int(min(2048, max(64, total_bytes // 200 // 32)))
 
 
 def build_tasks(sources: list[ResolvedSource], chunk_records: int) -> tuple[list[Task], dict[str, dict]]:
@@ -249,7 +245,7 @@ def prepare(
     shard_rows: int | None = None,
     chunk_records: int | None = None,
     lookahead: int = 256,
-    mix_tasks: int = 4,
+    mix_tasks: int = 8,
     progress: bool | Callable[[int], Any] = True,
 ) -> PrepareResult:
     """Prepare the packed dataset of one variant; see the module docstring and docs/data.md."""
@@ -280,7 +276,7 @@ def prepare(
 
     cache_root = Path(cache_dir) if cache_dir else state_dir() / "cache" / "data"
     memo = _DigestMemo(cache_root / "file-digests.json" if use_cache else None)
-    chunk_records = int(chunk_records or default_chunk_records(sources))
+    chunk_records = int(chunk_records or CHUNK_RECORDS)
     key_material = {
         "format": FORMAT_VERSION,
         "variant": v.code,
@@ -393,8 +389,8 @@ def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_er
     def flush_mix():
         if study.data.shuffle:
             rng.shuffle(pending)
-        for _, ids, labels in pending:
-            packer.add(ids, labels)
+        for _, ids, labels in pending:  # copies: a buffered view would pin its whole task's arrays
+            packer.add(ids.copy(), labels.copy())
         pending.clear()
 
     with (tmp / "skips.jsonl").open("w", encoding="utf-8") as skips_fh:
@@ -436,7 +432,6 @@ def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_er
         raise DataError(f"Internal accounting error: read {read} != written {written} + skipped {skipped}.")
     rows = writer.num_rows
     slots = rows * seq_len
-    trainable_rows = _count_trainable(tmp, writer.shards)
     stats = {
         "variant": code,
         "cache_key": cache_key,
@@ -449,7 +444,7 @@ def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_er
         "skips_file": "skips.jsonl",
         "examples": sum(s["examples"] for s in per_source.values()),
         "tokens": packer.tokens,
-        "trainable_tokens": trainable_rows,
+        "trainable_tokens": packer.trainable_tokens,
         "rows": rows,
         "slots": slots,
         "pad_tokens": packer.pad_tokens,
@@ -490,17 +485,6 @@ def _reason_class(reason: str) -> str:
     return reason.split(" (")[0]
 
 
-def _count_trainable(tmp: Path, shards: list[str]) -> int:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    total = 0
-    for s in shards:
-        col = pq.read_table(tmp / s, columns=["labels"]).column("labels")
-        total += int(pc.sum(pc.not_equal(pc.list_flatten(col), -100)).as_py() or 0)
-    return total
-
-
 def _progress_bar(progress, total: int, code: str):
     if progress is False:
         return None
@@ -519,29 +503,41 @@ def _progress_bar(progress, total: int, code: str):
 
 
 def _run(tasks: list[Task], spec: WorkerSpec, num_proc: int):
-    """Run tasks, yielding results in task order; at most 2 x num_proc tasks in flight."""
+    """Run tasks, yielding results in task order; at most 2 x num_proc tasks in flight.
+
+    A worker that dies (e.g. killed for memory) raises BrokenProcessPool instead of hanging.
+    """
     if num_proc <= 1:
         init_worker(spec)
         for t in tasks:
             yield run_task(t)
         return
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ctx.Pool(num_proc, initializer=init_worker, initargs=(spec,))
+    pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker, initargs=(spec,))
+    finished = False
     try:
         window: deque = deque()
         it = iter(tasks)
         for t in it:
-            window.append(pool.apply_async(run_task, (t,)))
+            window.append(pool.submit(run_task, t))
             if len(window) >= 2 * num_proc:
                 break
         while window:
-            res = window.popleft().get()
+            try:
+                res = window.popleft().result()
+            except BrokenProcessPool:
+                raise DataError("A tokenizer process died (out of memory?); rerun with fewer --num-proc.") from None
             nxt = next(it, None)
             if nxt is not None:
-                window.append(pool.apply_async(run_task, (nxt,)))
+                window.append(pool.submit(run_task, nxt))
             yield res
+        finished = True
     finally:
-        pool.terminate()
-        pool.join()
+        if not finished:  # an error or an interrupt: stop the workers now, do not drain the queue
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -210,6 +210,14 @@ def test_many_bad_records_across_processes_keep_read_equal_written_plus_skipped(
     assert s["tasks"] == 10 and s["read"] == 600 and s["skipped"] == 86 and s["written"] == 514
     assert s["skipped_by_reason"] == {"empty conversation": 86}
     assert sorted(x["line"] for x in s["skips"]) == [i + 1 for i in range(600) if i % 7 == 0]
+    # fail mode across processes: the error names a bad line, the pool is stopped, nothing is left behind
+    import multiprocessing
+
+    with pytest.raises(DataError, match=rf"{data}:(\d+): empty conversation") as err:
+        prepare("exp_0_001", tmp_path / "f", config=cfg, tokenizer=tiny_model, num_proc=2, progress=False,
+                use_cache=False, chunk_records=64)
+    assert (int(str(err.value).split(":")[1]) - 1) % 7 == 0
+    assert not multiprocessing.active_children() and not (tmp_path / "f").exists()
 
 
 def test_weights_and_caps(tiny_model, tmp_path, h):
