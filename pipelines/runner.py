@@ -84,14 +84,17 @@ class LocalResult:
 
 def run_local(variants: list[str], profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
               tracking_uri: str | None = None, base_model: str = "", max_steps: int = 0, seq_len: int = 0,
-              eval_suite: str = "eu-mini", eval_limit: int = 0,
+              eval_suite: str = "eu-mini", eval_limit: int = 0, cluster: str = "",
               pipeline_root: str | Path | None = None) -> LocalResult:
-    """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner."""
+    """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner.
+
+    With ``cluster`` (a SLURM cluster profile, e.g. ``local`` for the single-node test cluster) the SLURM
+    pipelines run instead: the steps run here, training goes through the SLURM bridge."""
     from kfp import local
 
-    if is_slurm_profile(profile):
-        raise PipelineError(f"Profile '{profile}' targets a GPU cluster; run it with `latxa pipeline submit` "
-                            "(it trains through the SLURM bridge), not --local.")
+    if is_slurm_profile(profile) and not cluster:
+        raise PipelineError(f"Profile '{profile}' targets a GPU cluster; pass --cluster NAME (a SLURM cluster profile) "
+                            "or run it with `latxa pipeline submit`.")
     uri = tracking.check_reachable(tracking_uri)  # fail fast, before any work
     if not base_model:
         from components.tiny_model import ensure_tiny_model
@@ -117,12 +120,15 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
     table = pipelines()
     t0 = time.time()
     started_ms = int(t0 * 1000) - 1000
+    suffix = "-slurm" if cluster else ""
+    if cluster:
+        args["cluster"] = cluster
     try:
         if len(variants) == 1:
-            name = "study"
+            name = "study" + suffix
             table[name](variant=variants[0], **args)
         else:
-            name = "sweep"
+            name = "sweep" + suffix
             table[name](variants=variants, **args)
     except LatxaError:
         raise

@@ -1,8 +1,9 @@
 """KFP v2 lightweight components of the study pipeline that belong to the pipelines layer.
 
-Data preparation, training and evaluation are the data, training and evaluation layers' own components
-(``components/kfp/data_prep.py``, ``components/kfp/train.py``, ``components/kfp/eval.py``); the SLURM
-pipelines train through the SLURM bridge with ``slurm_train_model`` below. Each body imports the project lazily and calls
+Data preparation and training are the data and training layers' own components
+(``components/kfp/data_prep.py``, ``components/kfp/train.py``); evaluation calls the evaluation layer's
+functions (``evaluate_model`` below, because ``components/kfp/eval.py`` cannot be told the experiment); the
+SLURM pipelines train through the SLURM bridge with ``slurm_train_model`` below. Each body imports the project lazily and calls
 ``pipelines.steps_impl``, so the same component runs in the project's container image on a cluster and
 in kfp.local's SubprocessRunner(use_venv=False) here. ``install_kfp_package=False``: the image (and the
 local venv) already has kfp; nothing is pip-installed at run time. The image is the pipeline parameter
@@ -47,6 +48,26 @@ def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str
         metrics.log_metric(key, value)
     model.metadata.update({"variant": variant, "mlflow_run_id": res["run_id"], "slurm_job_id": res["job_id"]})
     return res["run_id"]
+
+
+@dsl.component(**_component)
+def evaluate_model(variant: str, suite: str, limit: int, experiment: str, mlflow_run_id: str, tracking_uri: str,
+                   kfp_run_id: str, kfp_task: str, model: Input[Model], metrics: Output[Metrics],
+                   results: Output[Artifact]) -> str:
+    """lm-eval through the evaluation layer (`run_eval`, `aggregate`, `log_evaluation`), logged as a nested run of
+    the variant's run in the pipeline's experiment, tagged with this KFP task. Same outputs as
+    components/kfp/eval.py's `evaluate`, which has no experiment parameter (its nested runs would land in the
+    default experiment)."""
+    from pipelines import steps_impl
+
+    values, eval_run_id, results_json = steps_impl.evaluate(model.path, suite, limit, results.path, variant,
+                                                            mlflow_run_id, tracking_uri, experiment, kfp_run_id,
+                                                            kfp_task)
+    for key, value in values.items():
+        metrics.log_metric(key, value)
+    results.metadata.update({"suite": suite, "model": variant, "mlflow_run_id": eval_run_id,
+                             "results_json": results_json, "limit": limit})
+    return results_json
 
 
 @dsl.component(**_component)

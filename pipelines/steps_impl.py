@@ -78,6 +78,27 @@ def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+def evaluate(model: str, suite: str, limit: int, out: str, variant: str, run_id: str, tracking_uri: str,
+             experiment: str, kfp_run_id: str, kfp_task: str) -> tuple[dict[str, float], str, str]:
+    """lm-eval on the exported model, aggregated and logged by the evaluation layer as a nested run of the variant
+    run (same experiment), tagged with this KFP task. Returns (metrics, eval run id, results JSON path)."""
+    from components.eval.aggregate import aggregate
+    from components.eval.mlflow_log import log_evaluation, metrics_of
+    from components.eval.runner import run_eval
+
+    res = run_eval(model, suite, out, limit=limit or None, name=variant)
+    agg = aggregate([out], suite=suite)
+    values = metrics_of(agg["models"][res.spec.name], suite)
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    eval_run = log_evaluation(out, res.spec.name, suite=suite, variant=variant, tracking_uri=uri, experiment=experiment,
+                              parent_run_id=run_id or None, params={"eval.limit": limit},
+                              extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
+    print(f"evaluated {variant} on {suite}: {agg['models'][res.spec.name]['languages']}; MLflow run {eval_run} "
+          f"nested under {run_id}", flush=True)
+    return values, eval_run, str(res.results_path)
+
+
+# ---------------------------------------------------------------------------------------------
 def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_run_id: str, tasks: dict[str, str],
              metrics: dict[str, float], eval_run_id: str = "", pipeline: str = "study") -> str:
     """Summary metrics onto the variant run; the model registered (once per run) and every piece tagged with its
@@ -164,11 +185,11 @@ def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base
         args += ["--model", base_model]
     if config_path:
         args += ["--config", config_path]
+    args += [f"--train-arg=--experiment={experiment}", f"--train-arg=--tracking-uri={uri}"]
     if max_steps:
-        args += ["--train-arg=--max-steps", f"--train-arg={max_steps}"]
-    args += [f"--train-arg=--experiment", f"--train-arg={experiment}"]
+        args += [f"--train-arg=--max-steps={int(max_steps)}"]
     if sweep_run_id:
-        args += ["--env", f"LATXA_PARENT_RUN_ID={sweep_run_id}"]
+        args += [f"--train-arg=--parent-run-id={sweep_run_id}"]
     cmd = [latxa_exe(), *args]
     print("+ " + " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -182,7 +203,7 @@ def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base
         job_id = found[-1] if found else ""
     if not job_id:
         raise StepError("the SLURM bridge printed no job id.")
-    run_cli(["slurm", "wait", job_id], what=f"SLURM job {job_id}")
+    run_cli(["slurm", "wait", job_id, "--profile", cluster], what=f"SLURM job {job_id}")
     run_file = out_dir / "run.json"
     info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
     run_id = info.get("mlflow_run_id") or ""

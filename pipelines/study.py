@@ -15,7 +15,6 @@ MLflow receives the KFP run id and its task name (``dsl.PIPELINE_JOB_ID_PLACEHOL
 from kfp import dsl
 
 from components.kfp import data_prep
-from components.kfp import eval as eval_component
 from components.kfp import train as train_component
 from components.tracking import DEFAULT_EXPERIMENT
 from pipelines import steps
@@ -42,9 +41,10 @@ def _variant_dag(variant, profile, config_path, data_config, base_model, tokeniz
                                         kfp_task=TASK, prepare_task=prep.name,
                                         data=prep.outputs["dataset"]).set_display_name("slurm-train")
     run_id = train.outputs["Output"]
-    # Evaluation: the evaluation layer's component (components/kfp/eval.py), as a nested run of the variant's run.
-    ev = eval_component.evaluate(suite=eval_suite, model=train.outputs["model"], limit=eval_limit, variant=variant,
-                                 mlflow_parent_run_id=run_id, tracking_uri=tracking_uri).set_display_name("evaluate")
+    # Evaluation: the evaluation layer's runner, aggregation and MLflow logging (a nested run of the variant's run).
+    ev = steps.evaluate_model(variant=variant, suite=eval_suite, limit=eval_limit, experiment=experiment,
+                              mlflow_run_id=run_id, tracking_uri=tracking_uri, kfp_run_id=RUN_ID, kfp_task=TASK,
+                              model=train.outputs["model"]).set_display_name("evaluate")
     reg = steps.register_model(variant=variant, mlflow_run_id=run_id, tracking_uri=tracking_uri, kfp_run_id=RUN_ID,
                                kfp_task=TASK, prepare_task=prep.name, train_task=train.name, eval_task=ev.name,
                                pipeline="study" if isinstance(sweep_run_id, str) else "sweep",

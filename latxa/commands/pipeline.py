@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
             seq_len: int = typer.Option(0, "--seq-len", help="Packed row length (0: the profile's)."),
             eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
             eval_limit: int = typer.Option(0, "--eval-limit", help="Items per eval task (0: all)."),
+            cluster: str = typer.Option("", "--cluster", help="Train through the SLURM bridge on this cluster profile "
+                                        "(e.g. local: the single-node test cluster of `make slurm-up`)."),
             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
         from latxa.errors import LatxaError
         from pipelines.runner import parse_variants, run_local
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
             raise LatxaError("`latxa pipeline run` needs --local (kfp.local on this machine); use `latxa pipeline submit --host URL` for a KFP cluster.")
         res = run_local(parse_variants(variants), profile=profile, experiment=experiment, tracking_uri=tracking_uri,
                         base_model=model, max_steps=max_steps, seq_len=seq_len, eval_suite=eval_suite,
-                        eval_limit=eval_limit)
+                        eval_limit=eval_limit, cluster=cluster)
         if fmt == OutputFormat.json:  # one line, last on stdout (the steps' logs come before it)
             import json
 
