@@ -162,6 +162,7 @@ class Arena:
         self.rng = rng or random.Random()
         self.sampler = PairSampler(backends.names(), self.rng)
         self.busy: set[str] = set()
+        self._tokens: dict[str, tuple[Participant, dt.datetime, float]] = {}  # token hash -> (who, expiry, cached at)
         self._leaderboard: tuple[float, dict] | None = None
         with self.sf() as s:
             for a, b in s.execute(select(Battle.model_a, Battle.model_b).where(Battle.is_control.is_(False))):
@@ -281,11 +282,18 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
     def participant(authorization: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> Participant:
         if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 512:
             raise ApiError(401, "unauthorized", "Log in first: send Authorization: Bearer <token>.")
+        th = _token_hash(authorization[7:].strip())
+        hit = arena._tokens.get(th)
+        if hit and time.monotonic() - hit[2] < 30 and hit[1] >= utcnow():
+            return hit[0]
         with arena.sf() as s:
-            sess = s.get(Session, _token_hash(authorization[7:].strip()))
+            sess = s.get(Session, th)
             if sess is None or sess.expires_at < utcnow():
                 raise ApiError(401, "unauthorized", "The session token is unknown or expired; log in again.")
             p = s.get(Participant, sess.participant_id)
+        if len(arena._tokens) > 100_000:
+            arena._tokens.clear()
+        arena._tokens[th] = (p, sess.expires_at, time.monotonic())
         return p
 
     def admin(x_admin_token: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> None:
@@ -348,6 +356,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
 
     @r.delete("/sessions", status_code=204)
     def logout(authorization: Optional[str] = Header(None), p: Participant = Depends(participant)) -> Response:
+        arena._tokens.pop(_token_hash(authorization[7:].strip()), None)
         with arena.sf() as s:
             sess = s.get(Session, _token_hash(authorization[7:].strip()))
             if sess:
