@@ -30,6 +30,27 @@ arena:
 """
 
 
+def health_load(base: str, clients: int, duration: float) -> float:
+    """Baseline in the same run: the same HTTP stack and client count on GET /api/health (no database)."""
+    import asyncio
+
+    import httpx
+
+    async def go() -> float:
+        done = 0
+        start = time.perf_counter()
+        async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=clients)) as client:
+            async def loop():
+                nonlocal done
+                while time.perf_counter() - start < duration:
+                    if (await client.get(f"{base}/api/health")).status_code == 200:
+                        done += 1
+            await asyncio.gather(*(loop() for _ in range(clients)))
+        return done / (time.perf_counter() - start)
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     from serving.arena.loadgen import (LoadResult, free_port, kill, run_load, seed_battles, start_arena_server,
                                        stored_vote_ids)
@@ -54,6 +75,7 @@ def main() -> None:
     proc = start_arena_server(cfg, db, port, work / "server.log")
     try:
         half = len(items) // 2
+        health_rps = health_load(base, args.clients, args.duration / 2)
         load = run_load(base, items[:half], args.clients, args.duration)
     finally:
         kill(proc)
@@ -62,7 +84,9 @@ def main() -> None:
            "votes_per_s": round(len(load.acked) / load.elapsed, 1),
            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
            "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-           "errors": load.errors, "error_kinds": load.error_kinds, "cpus": os.cpu_count()}
+           "errors": load.errors, "error_kinds": load.error_kinds, "cpus": os.cpu_count(),
+           "baseline_health_requests_per_s": round(health_rps, 1),
+           "votes_vs_health_ratio": round(len(load.acked) / load.elapsed / health_rps, 3)}
     print(json.dumps(res, indent=2))
 
     # 2. crash: SIGKILL mid-load, restart, count
