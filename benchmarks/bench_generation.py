@@ -64,13 +64,16 @@ def direct(path: str, tokens: int, runs: int) -> dict:
     return {"tokens_per_s": round(float(np.mean(rates)), 1), "ttft_ms_p50": round(float(np.median(ttft)) * 1000, 1)}
 
 
+_users = iter(range(10**9))
+
+
 async def battles(base: str, concurrency: int) -> dict:
     import httpx
 
     async with httpx.AsyncClient(timeout=300) as client:
         async def one(i: int):
             r = await client.post(f"{base}/api/participants", json={
-                "username": f"bench{concurrency}_{i}_{os.getpid()}", "password": "pasahitza-8", "consent": True,
+                "username": f"bench{next(_users)}_{os.getpid()}", "password": "pasahitza-8", "consent": True,
                 "basque_level": "C1", "education": "master"})
             h = {"Authorization": f"Bearer {r.json()['token']}"}
             bid = (await client.post(f"{base}/api/battles", headers=h, json={"sampling": "uniform"})).json()["battle_id"]
