@@ -148,6 +148,63 @@ def _token_hash(token: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the app
+class VoteWriter:
+    """Group commit: one thread writes every vote waiting in the queue in one transaction (one fsync), then
+    resolves each vote's future; a vote is acknowledged only after its transaction committed. If a batch hits a
+    unique-constraint conflict (two submissions for one battle), its votes are retried one by one."""
+
+    def __init__(self, session_factory, max_batch: int = 512):
+        import queue
+        import threading
+
+        self.sf = session_factory
+        self.max_batch = max_batch
+        self.q: "queue.SimpleQueue" = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="vote-writer", daemon=True).start()
+
+    def submit(self, vote: Vote):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        self.q.put((vote, fut))
+        return fut
+
+    def _write(self, batch) -> None:
+        from sqlalchemy import update
+
+        with self.sf() as s:
+            for v, _ in batch:
+                s.add(v)
+            s.execute(update(Battle).where(Battle.id.in_([v.battle_id for v, _ in batch])).values(status="voted"))
+            s.commit()
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            batch = [self.q.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batch)
+                for v, fut in batch:
+                    fut.set_result(v)
+            except IntegrityError:
+                for v, fut in batch:
+                    try:
+                        self._write([(v, fut)])
+                        fut.set_result(v)
+                    except Exception as err:  # noqa: BLE001 - handed to the waiting request
+                        fut.set_exception(err)
+            except Exception as err:  # noqa: BLE001
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+
+
 class Arena:
     """State shared by the routes: database sessions, backends, limiters, sampler, caches."""
 
@@ -162,6 +219,7 @@ class Arena:
         self.rng = rng or random.Random()
         self.sampler = PairSampler(backends.names(), self.rng)
         self.busy: set[str] = set()
+        self.writer = VoteWriter(session_factory)
         self._tokens: dict[str, tuple[Participant, dt.datetime, float]] = {}  # token hash -> (who, expiry, cached at)
         self._leaderboard: tuple[float, dict] | None = None
         with self.sf() as s:
@@ -512,42 +570,50 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @r.post("/battles/{battle_id}/vote", response_model=VoteOut)
-    def vote(battle_id: str, body: VoteIn, request: Request, p: Participant = Depends(participant)) -> dict:
+    async def vote(battle_id: str, body: VoteIn, request: Request, p: Participant = Depends(participant)) -> dict:
         overall = body.overall if body.content != body.language else None
         if body.content != body.language and overall is None:
             raise ApiError(422, "overall_required",
                            "Content and language disagree, so the overall question must be answered too.")
         winner = derive_winner(body.content, body.language, overall)
-        with arena.sf() as s:
-            b = arena.own_battle(s, battle_id, p)
-            existing = s.execute(select(Vote).where(Vote.battle_id == b.id)).scalar_one_or_none()
-            if existing is not None:
-                return same_or_conflict(existing, body.content, body.language, overall)
-            if b.last_answer_at is None:
-                raise ApiError(409, "no_answers", "Send a message and read both answers before voting.")
-            read = (utcnow() - b.last_answer_at).total_seconds()
-            if read < settings.min_reading_seconds:
-                wait = round(settings.min_reading_seconds - read, 2)
-                raise ApiError(425, "too_early", "Please read both answers before voting.", {"retry_after_s": wait})
-            arena.limit(f"votes:{p.id}", settings.rate_votes_per_minute)
-            arena.limit(f"votes-ip:{request.client.host if request.client else 'unknown'}",
-                        settings.rate_votes_per_minute * 4)
-            v = Vote(id="v_" + secrets.token_hex(12), battle_id=b.id, participant_id=p.id, model_a=b.model_a,
-                     model_b=b.model_b, winner=winner, winner_content=body.content, winner_language=body.language,
-                     winner_overall=overall, is_control=b.is_control,
-                     control_passed=(body.content == b.control_good) if b.is_control else None,
-                     reading_seconds=read, created_at=utcnow())
-            s.add(v)
-            b.status = "voted"
-            try:
-                s.commit()
-            except IntegrityError:
-                s.rollback()
-                existing = s.execute(select(Vote).where(Vote.battle_id == battle_id)).scalar_one()
-                return same_or_conflict(existing, body.content, body.language, overall)
-            if not b.is_control:
-                arena.sampler.record_vote(b.model_a, b.model_b, winner)
-            return arena.vote_out(v)
+
+        def check():
+            with arena.sf() as s:
+                b = arena.own_battle(s, battle_id, p)
+                existing = s.execute(select(Vote).where(Vote.battle_id == b.id)).scalar_one_or_none()
+                if existing is not None:
+                    return same_or_conflict(existing, body.content, body.language, overall)
+                if b.last_answer_at is None:
+                    raise ApiError(409, "no_answers", "Send a message and read both answers before voting.")
+                read = (utcnow() - b.last_answer_at).total_seconds()
+                if read < settings.min_reading_seconds:
+                    wait = round(settings.min_reading_seconds - read, 2)
+                    raise ApiError(425, "too_early", "Please read both answers before voting.",
+                                   {"retry_after_s": wait})
+                return Vote(id="v_" + secrets.token_hex(12), battle_id=b.id, participant_id=p.id, model_a=b.model_a,
+                            model_b=b.model_b, winner=winner, winner_content=body.content,
+                            winner_language=body.language, winner_overall=overall, is_control=b.is_control,
+                            control_passed=(body.content == b.control_good) if b.is_control else None,
+                            reading_seconds=read, created_at=utcnow())
+
+        v = await asyncio.to_thread(check)
+        if isinstance(v, dict):  # the same vote again
+            return v
+        arena.limit(f"votes:{p.id}", settings.rate_votes_per_minute)
+        arena.limit(f"votes-ip:{request.client.host if request.client else 'unknown'}", settings.rate_votes_per_minute * 4)
+        try:
+            # acknowledged only once the group commit holding this vote is durable
+            await asyncio.wrap_future(arena.writer.submit(v))
+        except IntegrityError:  # a concurrent submission for the same battle won
+            def reread():
+                with arena.sf() as s:
+                    existing = s.execute(select(Vote).where(Vote.battle_id == battle_id)).scalar_one()
+                    return same_or_conflict(existing, body.content, body.language, overall)
+
+            return await asyncio.to_thread(reread)
+        if not v.is_control:
+            arena.sampler.record_vote(v.model_a, v.model_b, winner)
+        return arena.vote_out(v)
 
     def same_or_conflict(v: Vote, content: str, language: str, overall: str | None) -> dict:
         if (v.winner_content, v.winner_language, v.winner_overall) != (content, language, overall):
