@@ -106,28 +106,28 @@ class ArenaStack:
         self.procs.append((name, proc))
         return proc, log
 
-    def start_api(self) -> None:
-        if self.external_api:
-            return
+    def spawn_api(self):
         cmd = self.api_cmd or self.default_api_cmd()
-        proc, log = self._spawn("arena-api", cmd, REPO, reflex_env(self.api_env))
-        wait_http(self.api_url + "/api/health", proc, self.api_timeout, "the arena API", log)
+        return self._spawn("arena-api", cmd, REPO, reflex_env(self.api_env))
 
-    def start_ui(self) -> None:
+    def spawn_ui(self):
         check_tools()
         reflex = Path(sys.executable).with_name("reflex")
         cmd = [str(reflex), "run", "--env", "prod", "--single-port", "--frontend-port", str(self.ui_port),
                "--backend-port", str(self.ui_port), "--backend-host", self.host, "--loglevel", "warning"]
         env = reflex_env({"LATXA_ARENA_API_URL": self.api_url, "REFLEX_API_URL": self.ui_url,
                           "REFLEX_DEPLOY_URL": self.ui_url})
-        proc, log = self._spawn("arena-ui", cmd, UI_DIR, env)
-        wait_http(self.ui_url + "/ping", proc, self.ui_timeout, "the Reflex app", log)
-        wait_http(self.ui_url + "/", proc, 60, "the Reflex frontend", log)
+        return self._spawn("arena-ui", cmd, UI_DIR, env)
 
     def start(self) -> "ArenaStack":
+        """Start the API and the UI side by side (the UI's build needs no API), then wait for both."""
         try:
-            self.start_api()
-            self.start_ui()
+            api = None if self.external_api else self.spawn_api()
+            ui_proc, ui_log = self.spawn_ui()
+            if api:
+                wait_http(self.api_url + "/api/health", api[0], self.api_timeout, "the arena API", api[1])
+            wait_http(self.ui_url + "/ping", ui_proc, self.ui_timeout, "the Reflex app", ui_log)
+            wait_http(self.ui_url + "/", ui_proc, 60, "the Reflex frontend", ui_log)
         except BaseException:
             self.stop()
             raise
