@@ -16,7 +16,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_kfp import FakeKFP, run_latxa  # noqa: E402
 
-CHAIN = ["check-tracking", "prepare-data", "train-variant", "evaluate", "register-model"]
+CHAIN = ["check-tracking", "prepare-data", "train-variant", "evaluate-model", "register-model"]
 
 
 def _load(path):
@@ -52,8 +52,8 @@ def test_study_dag_and_parameters(compiled):
     assert deps["check-tracking"] == set()
     assert deps["prepare-data"] == {"check-tracking"}
     assert deps["train-variant"] == {"prepare-data"}
-    assert deps["evaluate"] == {"train-variant"}
-    assert deps["register-model"] == {"train-variant", "evaluate"}
+    assert deps["evaluate-model"] == {"train-variant"}
+    assert deps["register-model"] == {"train-variant", "evaluate-model"}
     params = ir["root"]["inputDefinitions"]["parameters"]
     for name in ("variant", "profile", "max_steps", "eval_suite", "experiment", "tracking_uri", "image", "base_model"):
         assert name in params, name
@@ -63,9 +63,9 @@ def test_study_dag_and_parameters(compiled):
     tasks = ir["root"]["dag"]["tasks"]
     assert tasks["train-variant"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "dataset", "producerTask": "prepare-data"}
-    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-variant"
+    assert tasks["evaluate-model"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-variant"
     reg_in = tasks["register-model"]["inputs"]["artifacts"]
-    assert reg_in["scores"]["taskOutputArtifact"] == {"outputArtifactKey": "metrics", "producerTask": "evaluate"}
+    assert reg_in["scores"]["taskOutputArtifact"] == {"outputArtifactKey": "metrics", "producerTask": "evaluate-model"}
     # every step runs in the image parameter, and gets the KFP run id / its task name
     for ex in ir["deploymentSpec"]["executors"].values():
         assert ex["container"]["image"] == "{{$.inputs.parameters['pipelinechannel--image']}}"

@@ -56,7 +56,7 @@ def test_local_pipeline_end_to_end(mlflow_server, tiny_model):
     assert tags["kfp.run_id"]
     assert tags["kfp.task"] == "train-variant"
     assert {s: tags[f"kfp.task.{s}"] for s in ("prepare", "train", "eval", "register")} == {
-        "prepare": "prepare-data", "train": "train-variant", "eval": "evaluate", "register": "register-model"}
+        "prepare": "prepare-data", "train": "train-variant", "eval": "evaluate-model", "register": "register-model"}
     assert tags["latxa.pipeline"] == "study" and len(tags["data_hash"]) >= 16
     # params and metrics: training loss per step, eu-mini scores
     params = {p["key"]: p["value"] for p in run["data"].get("params", [])}
@@ -69,7 +69,7 @@ def test_local_pipeline_end_to_end(mlflow_server, tiny_model):
     assert sum(k.startswith("eval.eu-mini.eu_mini_") for k in metrics) >= 2
     # the evaluation is a nested run tagged with its own KFP task
     evals = [r for r in runs if tags_of(r).get("mlflow.parentRunId") == run_id]
-    assert len(evals) == 1 and tags_of(evals[0])["kfp.task"] == "evaluate"
+    assert len(evals) == 1 and tags_of(evals[0])["kfp.task"] == "evaluate-model"
     assert tags_of(evals[0])["kfp.run_id"] == tags["kfp.run_id"]
     # a registered model version from this run, tagged with the KFP task
     versions = _get(uri, "/api/2.0/mlflow/model-versions/search", filter=f"name='latxa-{VARIANT}'")["model_versions"]
