@@ -145,9 +145,25 @@ def test_sigkill_then_resume_matches_uninterrupted_run(cli, ddp_run, packed_data
             assert time.time() < deadline, "no checkpoint within 10 minutes"
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)           # driver, Ray head, controller and workers: no clean-up
+        # SIGKILL the whole tree at once, as SLURM does with a job's cgroup: the driver, the Ray head (GCS,
+        # raylet) and the Ray workers (controller, training workers), which raylet starts in their own sessions.
+        import psutil
+
+        tree = [psutil.Process(proc.pid)]
+        try:
+            tree += tree[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        for p in tree:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _, alive = psutil.wait_procs(tree, timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    assert not alive, alive                           # nothing of the killed run survives
     saved = _snapshot_steps(out)
     assert not (out / "model").exists()               # it did not finish
     run_file = json.loads((out / "run.json").read_text())
