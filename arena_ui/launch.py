@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -33,6 +34,17 @@ class LaunchError(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A free port below Linux's ephemeral range (32768+), so that no process that binds port 0 in the meantime
+    (Ray starts several) can be handed the same port before our server binds it."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -58,12 +70,13 @@ def check_tools() -> None:
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+    """Wait until ``url`` answers 200 (not just anything: another server on the port must not pass)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LaunchError(f"{what} exited with status {proc.returncode} before answering {url}; see {log}.")
         try:
-            if httpx.get(url, timeout=2.0).status_code < 500:
+            if httpx.get(url, timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -78,6 +91,7 @@ class ArenaStack:
                  api_url: str | None = None, api_cmd: list[str] | None = None, api_env: dict | None = None,
                  log_dir: Path | None = None, api_timeout: float = 300.0, ui_timeout: float = 600.0):
         self.host = host
+        self.auto_ports = not (ui_port or api_port)
         self.ui_port = ui_port or free_port(host)
         self.api_port = api_port or free_port(host)
         self.external_api = api_url is not None
@@ -94,7 +108,7 @@ class ArenaStack:
 
     def default_api_cmd(self) -> list[str]:
         latxa = Path(sys.executable).with_name("latxa")
-        return [str(latxa), "serve", "--host", self.host, "--port", str(self.api_port)]
+        return [str(latxa), "serve", "--host", "{host}", "--port", "{port}"]
 
     def _spawn(self, name: str, cmd: list[str], cwd: Path, env: dict) -> tuple[subprocess.Popen, Path]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +121,9 @@ class ArenaStack:
         return proc, log
 
     def spawn_api(self):
-        cmd = self.api_cmd or self.default_api_cmd()
+        """``api_cmd`` is a template: ``{port}`` and ``{host}`` in its arguments are filled in here."""
+        cmd = [a.replace("{port}", str(self.api_port)).replace("{host}", self.host)
+               for a in (self.api_cmd or self.default_api_cmd())]
         return self._spawn("arena-api", cmd, REPO, reflex_env(self.api_env))
 
     def spawn_ui(self):
@@ -119,8 +135,24 @@ class ArenaStack:
                           "REFLEX_DEPLOY_URL": self.ui_url})
         return self._spawn("arena-ui", cmd, UI_DIR, env)
 
-    def start(self) -> "ArenaStack":
-        """Start the API and the UI side by side (the UI's build needs no API), then wait for both."""
+    def start(self, attempts: int = 3) -> "ArenaStack":
+        """Start the API and the UI side by side (the UI's build needs no API), then wait for both. If a server
+        lost its port to another process meanwhile, start again on fresh ports (ports we picked ourselves only)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except LaunchError:
+                clash = any("address already in use" in t or "failed to bind" in t for t in self._log_texts())
+                if not (clash and self.auto_ports and attempt < attempts):
+                    raise
+                self.api_port, self.ui_port = free_port(self.host), free_port(self.host)
+                self.api_url = f"http://{self.host}:{self.api_port}"
+        raise AssertionError("unreachable")
+
+    def _log_texts(self) -> list[str]:
+        return [p.read_text(errors="replace").lower() for p in self.log_dir.glob("*.log")]
+
+    def _start_once(self) -> "ArenaStack":
         try:
             api = None if self.external_api else self.spawn_api()
             ui_proc, ui_log = self.spawn_ui()
@@ -173,17 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-cmd", default=os.environ.get("LATXA_ARENA_API_CMD"),
                         help="command that starts the arena API; {port} and {host} are filled in "
                              "(default: latxa serve --host HOST --port PORT)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="where the servers' logs go (default: .latxa/arena-logs)")
     args = parser.parse_args(argv)
-    stack = ArenaStack(ui_port=args.ui_port, api_port=args.api_port, api_url=args.api_url)
+    stack = ArenaStack(ui_port=args.ui_port, api_port=args.api_port, api_url=args.api_url, log_dir=args.log_dir)
     if args.api_cmd:
-        stack.api_cmd = shlex.split(args.api_cmd.format(port=stack.api_port, host=stack.host))
-    stop = {"now": False}
-
-    def on_signal(signum, _frame):
-        stop["now"] = True
+        stack.api_cmd = shlex.split(args.api_cmd)
+    def on_signal(signum, _frame):  # SIGTERM stops everything like Ctrl-C
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         print(f"starting the arena API ({stack.api_url}) and the Reflex UI; logs in {stack.log_dir}", flush=True)
         stack.start()
@@ -201,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         stack.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def main() -> int:
         f"arena: {{database_url: 'sqlite:///{work / 'arena.db'}', min_reading_seconds: 0}}\n", encoding="utf-8")
     latxa = Path(sys.executable).with_name("latxa")
     stack = ArenaStack(log_dir=work / "logs")
-    stack.api_cmd = [str(latxa), "arena", "serve", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(stack.api_port)]
+    stack.api_cmd = [str(latxa), "arena", "serve", "--config", str(cfg), "--host", "127.0.0.1", "--port", "{port}"]
     rows: dict[str, list[dict]] = {"api": [], "ui": []}
     with stack, sync_playwright() as pw:
         reg = httpx.post(stack.api_url + "/api/participants", json={

@@ -66,7 +66,7 @@ def arena_stack(tiny_model, tmp_path_factory):
         "  sampling: uniform\n  min_reading_seconds: 6\n  leaderboard_cache_seconds: 0\n  leaderboard_bootstrap: 20\n",
         encoding="utf-8")
     stack = ArenaStack(log_dir=ARTIFACTS / "logs", api_timeout=240, ui_timeout=420)
-    stack.api_cmd = [a.replace("{port}", str(stack.api_port)) for a in _api_command(config)]
+    stack.api_cmd = _api_command(config)  # {port} is filled in at each start
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     stack.start()
     yield stack
