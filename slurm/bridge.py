@@ -184,10 +184,8 @@ class SlurmBridge:
             safety.dependency(dependency)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         jobdir = f"{self.profile.workdir_path}/jobs/{job.name}-{stamp}-{secrets.token_hex(3)}"
-        self.transport.mkdir(jobdir)
-        self.transport.mkdir(str(Path(job.log).parent))
         script = f"{jobdir}/job.sbatch"
-        self.transport.put_text(job.script, script, mode=0o755)
+        self.transport.stage_script(job.script, script, extra_dirs=(str(Path(job.log).parent),))
         for remote_name, local in (stage or {}).items():
             if "/" in remote_name or remote_name in ("", ".", ".."):
                 raise SlurmError(f"Staged file name '{remote_name}' must be a plain file name.")

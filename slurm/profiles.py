@@ -46,6 +46,10 @@ class TransportConfig(_Strict):
     # Host keys are always checked; "accept-new" trusts a host seen for the first time (and says so).
     host_key_checking: Literal["yes", "accept-new"] = "yes"
     connect_timeout_s: int = Field(20, gt=0)
+    # Reuse one SSH connection for the many short commands of submit/status/wait (OpenSSH ControlMaster);
+    # the master exits control_persist_s seconds after the last command (or on SSHTransport.close()).
+    multiplex: bool = True
+    control_persist_s: int = Field(60, ge=0)
 
     @model_validator(mode="after")
     def _ssh_needs_host(self) -> "TransportConfig":

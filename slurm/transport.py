@@ -39,6 +39,15 @@ class Transport:
     def put_file(self, local: str | Path, remote: str) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release connections (the SSH transport's shared connection)."""
+
+    def stage_script(self, text: str, path: str, extra_dirs: tuple[str, ...] = ()) -> None:
+        """Create the script's folder (and ``extra_dirs``) and write an executable script."""
+        for d in extra_dirs:
+            self.mkdir(d)
+        self.put_text(text, path, mode=0o755)
+
     # shared helpers
     def mkdir(self, path: str) -> None:
         self.run(["mkdir", "-p", "--", safety.body_path(path, "folder")], check=True)
@@ -106,10 +115,25 @@ class SSHTransport(Transport):
             print(f"note: ssh to {cfg.host} trusts its host key on first use (host_key_checking: accept-new); "
                   "later key changes are still refused.", file=sys.stderr)
 
+    @staticmethod
+    def control_dir() -> Path:
+        """A private folder for ControlMaster sockets (short path: Unix sockets are limited to ~100 bytes)."""
+        import tempfile
+
+        d = Path(tempfile.gettempdir()) / f"latxa-ssh-{os.getuid()}"
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise SlurmError(f"{d} must belong to you and be private (mode 700) to hold ssh control sockets.")
+        return d
+
     def ssh_options(self) -> list[str]:
         c = self.cfg
         opts = ["-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={c.host_key_checking}",
                 "-o", f"ConnectTimeout={c.connect_timeout_s}", "-p", str(c.port)]
+        if c.multiplex:
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir()}/%C",
+                     "-o", f"ControlPersist={c.control_persist_s}"]
         if c.known_hosts:
             opts += ["-o", f"UserKnownHostsFile={os.path.expanduser(c.known_hosts)}"]
         if c.key_file:
@@ -129,6 +153,11 @@ class SSHTransport(Transport):
 
     def describe(self) -> str:
         return f"{self.cfg.user + '@' if self.cfg.user else ''}{self.cfg.host}:{self.cfg.port}"
+
+    def close(self) -> None:
+        """Stop the shared connection (ControlMaster), if one is running."""
+        if self.cfg.multiplex:
+            subprocess.run(["ssh", *self.ssh_options(), "-O", "exit", self.cfg.host], capture_output=True, timeout=30)
 
     def run(self, argv, *, input=None, timeout=60, check=False):
         full = self.ssh_argv([str(a) for a in argv])
@@ -151,6 +180,15 @@ class SSHTransport(Transport):
         parent = str(Path(path).parent)
         script = 'mkdir -p -- "$1" && umask 022 && cat > "$2.tmp" && chmod "$3" "$2.tmp" && mv -f -- "$2.tmp" "$2"'
         self.run(["sh", "-c", script, "sh", parent, path, format(mode, "o")], input=text, check=True)
+
+    def stage_script(self, text, path, extra_dirs=()):
+        # one round trip instead of three: mkdir the folders, write, chmod and rename atomically
+        safety.body_path(path)
+        for d in extra_dirs:
+            safety.body_path(d, "folder")
+        script = ('set -e; dst="$1"; shift; mkdir -p -- "$(dirname -- "$dst")" "$@"; umask 022; '
+                  'cat > "$dst.tmp"; chmod 755 "$dst.tmp"; mv -f -- "$dst.tmp" "$dst"')
+        self.run(["sh", "-c", script, "sh", path, *extra_dirs], input=text, check=True)
 
     def rsync_argv(self, local: str | Path, remote: str) -> list[str]:
         ssh_cmd = " ".join(shlex.quote(a) for a in ["ssh", *self.ssh_options()])

@@ -77,11 +77,14 @@ def test_submit_stage_wait_and_logs_over_ssh(sshd, slurm_cluster, latxa_home, tm
     assert st.state == "COMPLETED" and st.source in ("squeue", "scontrol")
     log = bridge.logs(job_id)
     assert "kaixo from the laptop" in log and f"conf={slurm_cluster / 'slurm.conf'}" in log
-    # the login node really was reached over ssh (the server logged our key)
+    # the login node really was reached over ssh (the server logged our key), over one shared connection
     assert "Accepted publickey" in (sshd["dir"] / "sshd.log").read_text()
+    assert (sshd["dir"] / "sshd.log").read_text().count("Accepted publickey") == 1
+    bridge.transport.close()
 
 
 def test_unknown_host_key_is_refused(sshd, slurm_cluster, latxa_home):
     bridge = SlurmBridge(_profile(sshd, "wrong_known_hosts"))
     with pytest.raises(SlurmError, match="ssh to .* failed: .*(Host key verification failed|REMOTE HOST IDENTIFICATION)"):
         bridge.status("1")
+    bridge.transport.close()

@@ -45,8 +45,13 @@ def _job_ray_actors(job_id: str) -> list[int]:
 
 
 def _checkpoints(out: Path) -> list[int]:
-    root = out / "ray" / VARIANT
-    return sorted(int(m.group(1)) for p in root.glob("step-*") if (m := re.fullmatch(r"step-(\d+)", p.name)))
+    """Steps of the checkpoints Ray Train has registered (its snapshot file), i.e. the ones a resume can use."""
+    snap = out / "ray" / VARIANT / "checkpoint_manager_snapshot.json"
+    try:
+        results = json.loads(snap.read_text()).get("checkpoint_results", [])
+    except (OSError, ValueError):
+        return []
+    return sorted(int(r["metrics"]["step"]) for r in results)
 
 
 def test_train_job_times_out_is_resubmitted_and_resumes(slurm_cluster, tiny_model, latxa_home, cli, tmp_path):
@@ -64,7 +69,7 @@ def test_train_job_times_out_is_resubmitted_and_resumes(slurm_cluster, tiny_mode
     bridge = SlurmBridge("local")
     frozen: list[int] = []
     try:
-        # 1. wait for the first checkpoint of the first attempt (Ray up, data prepared, training running)
+        # 1. wait until the first attempt's first checkpoint is registered (Ray up, data prepared, training running)
         deadline = time.monotonic() + 600
         while not _checkpoints(out):
             st = bridge.status(first)
@@ -94,9 +99,9 @@ def test_train_job_times_out_is_resubmitted_and_resumes(slurm_cluster, tiny_mode
     assert "DUE TO TIME LIMIT" in bridge.logs(first, tail=200)
     # the second attempt resumed from the checkpoint the first one left, and finished the run
     log2 = bridge.logs(final["job_id"], tail=0)
-    resumed = re.search(r"\[train\] resumed from \S+ at step (\d+)/(\d+)", log2)
+    resumed = re.search(r"\[train\] resumed from (.+?) at step (\d+)/(\d+)", log2)
     assert resumed, log2[-3000:]
-    assert int(resumed.group(1)) >= CKPT_EVERY and int(resumed.group(2)) == STEPS
+    assert int(resumed.group(2)) >= CKPT_EVERY and int(resumed.group(3)) == STEPS
     assert "Ray cluster ready: 1/1 node(s) joined" in log2 and "training exited with status 0" in log2
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished"
