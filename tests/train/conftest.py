@@ -50,7 +50,7 @@ def mlflow_http_server(tmp_path_factory):
     uri = f"http://127.0.0.1:{port}"
     from components.tracking import server_healthy
 
-    deadline = time.time() + 120
+    deadline = time.time() + 300   # generous: a shared 2-core machine can be very slow to import mlflow
     while not server_healthy(uri, 1.0):
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
