@@ -347,29 +347,37 @@ class SlurmBridge:
         return text
 
     def follow(self, job_id: str, poll_s: float = 1.0) -> Iterator[str]:
-        """Yield log lines as they are written, until the job reaches a final state."""
+        """Yield log lines as they are written, until the job reaches a final state (then the rest of the log)."""
+        import os
+        import select
+
         path = self.log_path(job_id)
         proc = self.transport.popen(["tail", "-n", "+1", "-F", path])
+        fd = proc.stdout.fileno()
+        buf = b""
+        last_check = 0.0
+        done_at = None
         try:
-            import selectors
-
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            last_check = 0.0
-            done_at = None
             while True:
-                if sel.select(timeout=poll_s):
-                    line = proc.stdout.readline()
-                    if line:
-                        yield line.rstrip("\n")
-                        continue
+                ready, _, _ = select.select([fd], [], [], poll_s)
+                if ready:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        yield line.decode("utf-8", errors="replace")
+                    continue
                 now = time.monotonic()
-                if done_at is not None and now - done_at > 2 * poll_s:
-                    return
-                if done_at is None and now - last_check > poll_s:
+                if done_at is not None:
+                    break            # the job ended and tail has been quiet for a poll interval
+                if now - last_check >= poll_s:
                     last_check = now
                     if self.status(job_id).terminal:
-                        done_at = now   # drain what tail still has, then stop
+                        done_at = now
+            if buf:
+                yield buf.decode("utf-8", errors="replace")
         finally:
             proc.terminate()
             proc.wait(timeout=10)

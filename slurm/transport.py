@@ -86,7 +86,7 @@ class LocalTransport(Transport):
         return _check(argv, res, "this host") if check else res
 
     def popen(self, argv):
-        return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self._env())
+        return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, env=self._env())
 
     def put_text(self, text, path, mode=0o644):
         p = Path(safety.body_path(path))
@@ -173,7 +173,8 @@ class SSHTransport(Transport):
         return _check(list(argv), res, self.describe()) if check else res
 
     def popen(self, argv):
-        return subprocess.Popen(self.ssh_argv([str(a) for a in argv]), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(self.ssh_argv([str(a) for a in argv]), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                bufsize=0)
 
     def put_text(self, text, path, mode=0o644):
         safety.body_path(path)

@@ -21,6 +21,8 @@ def test_job_goes_to_completed_and_its_log_is_readable(bridge, tmp_path):
     seen = []
     job = sh(bridge, f"echo started; sleep 2; echo 'kaixo mundua' > {tmp_path}/out.txt; echo done", "ok-job")
     st = bridge.wait(job, timeout=120, poll=0.3, on_update=lambda s: seen.append(s.state))
+    followed = list(bridge.follow(job, poll_s=0.3))   # `logs --follow`: whole log, ends once the job is final
+    assert followed.index("started") < followed.index("done") and followed[-1].endswith("command exited with status 0")
     assert st.state == "COMPLETED" and st.exit_code == 0 and st.terminal
     assert seen[-1] == "COMPLETED" and set(seen[:-1]) <= {"PENDING", "RUNNING"} and len(seen) >= 2
     assert (tmp_path / "out.txt").read_text() == "kaixo mundua\n"
