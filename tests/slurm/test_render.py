@@ -187,3 +187,18 @@ def test_cli_render_prints_the_script(cli):
     assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
     res = cli("slurm", "render", "--help")
     assert res.returncode == 0 and "Example" in res.stdout
+
+
+def test_kfp_component_compiles_with_its_outputs(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from components.kfp.slurm_train import slurm_train
+
+    path = tmp_path / "slurm_train.yaml"
+    compiler.Compiler().compile(slurm_train, str(path))
+    spec = yaml.safe_load(path.read_text())
+    outputs = spec["components"]["comp-slurm-train"]["outputDefinitions"]["parameters"]
+    assert set(outputs) == {"model_path", "mlflow_run_id", "job_id"}
+    inputs = spec["components"]["comp-slurm-train"]["inputDefinitions"]["parameters"]
+    assert {"variant", "out", "cluster", "study_profile", "data", "max_resubmits"} <= set(inputs)
