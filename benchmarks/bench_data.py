@@ -41,7 +41,7 @@ FILES = {"corpus_eu": SAMPLE_DATA / "corpus" / "eu_corpus.jsonl", "inst_eu": SAM
 KIND = {"corpus_eu": "text", "inst_eu": "chat", "inst_en": "chat"}
 
 
-def make_inputs(folder: Path, scale: int, seed: int = 0) -> Path:
+def make_inputs(folder: Path, scale: int, seed: int = 0, only: tuple[str, ...] = tuple(FILES)) -> Path:
     """The sample repeated `scale` times with shuffled lines; returns a data config pointing at it."""
     import yaml
 
@@ -49,6 +49,8 @@ def make_inputs(folder: Path, scale: int, seed: int = 0) -> Path:
     rng = random.Random(seed)
     sources = {}
     for name, path in FILES.items():
+        if name not in only:
+            continue
         lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] * scale
         rng.shuffle(lines)
         out = folder / f"{name}.jsonl"
@@ -72,7 +74,7 @@ def texts_of(cfg: Path, tok) -> list[str]:
     return out
 
 
-def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Path) -> dict:
+def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Path, variant: str = "exp_2_111") -> dict:
     from transformers import PreTrainedTokenizerFast
 
     from components.data import prepare
@@ -81,6 +83,8 @@ def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Pa
     texts = texts_of(cfg, tok)
     raw, ours, stats = [], [], None
     for r in range(reps):
+        # A freshly loaded tokenizer each time, like prepare's workers: no warm BPE cache from the last rep.
+        tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
         t0 = time.perf_counter()
         enc = tok(texts, add_special_tokens=False)
         dt = time.perf_counter() - t0
@@ -89,7 +93,7 @@ def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Pa
         out = work / f"thr{r}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        res = prepare("exp_2_111", out, config=cfg, tokenizer=tok_dir, seq_len=seq_len, use_cache=False,
+        res = prepare(variant, out, config=cfg, tokenizer=tok_dir, seq_len=seq_len, use_cache=False,
                       progress=False)
         dt = time.perf_counter() - t0
         stats = res.stats
@@ -223,20 +227,32 @@ def _corpus_bos(cfg: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small inputs, one repetition")
-    ap.add_argument("--scale", type=int, default=None, help="sample repetitions for throughput/naive (default 16)")
+    ap.add_argument("--scale", type=int, default=None, help="sample repetitions for throughput/naive (default 8)")
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the tiny model)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="only the throughput ratio, separately for corpus-only and conversations-only inputs")
     args = ap.parse_args()
 
     from components.tiny_model import ensure_tiny_model
 
     tok_dir = Path(args.tokenizer) if args.tokenizer else Path(ensure_tiny_model())
-    scale = args.scale or (4 if args.quick else 16)
-    reps = 1 if args.quick else 3
+    scale = args.scale or (4 if args.quick else 8)
+    reps = 1 if args.quick else 5
     work = Path(tempfile.mkdtemp(prefix="latxa-bench-data-"))
     os.environ["LATXA_HOME"] = str(work / "home")
     try:
+        if args.breakdown:
+            results = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 1) for x in os.getloadavg()]}}
+            for variant, only in (("exp_2_100", ("corpus_eu",)), ("exp_0_011", ("inst_eu", "inst_en"))):
+                cfg = make_inputs(work / variant, scale, only=only)
+                results[f"throughput_{variant}"] = bench_throughput(cfg, tok_dir, args.seq_len, reps, work, variant)
+            results["machine"]["load_avg_at_end"] = [round(x, 1) for x in os.getloadavg()]
+            print(json.dumps(results, indent=2))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
+            return
         cfg = make_inputs(work / "inputs", scale)
         results = {
             "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 1) for x in os.getloadavg()]},
