@@ -33,7 +33,11 @@ def test_latxa_serve_openai_stream_and_scripted_participant(tmp_path, serve_mode
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/api/health", proc, 300)
+        try:
+            wait_http(f"{base}/api/health", proc, 300)
+        except (RuntimeError, TimeoutError) as err:
+            log.flush()
+            pytest.fail(f"{err}\n{(tmp_path / 'serve.log').read_text(errors='replace')[-3000:]}")
         from openai import OpenAI
 
         client = OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
