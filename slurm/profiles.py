@@ -89,9 +89,6 @@ class ClusterProfile(_Strict):
     ray_object_store_mb: int | None = Field(None, gt=0)
     ray_join_timeout_s: int = Field(600, gt=0)
     ray_head_attempts: int = Field(3, gt=0)        # the head start is retried when Ray's raylet aborts
-    # Niceness for the job's Ray processes (negative needs root; otherwise nice warns and runs them unchanged).
-    # The local profile uses it on a shared, overloaded test host where Ray's agents otherwise start too slowly.
-    ray_nice: int | None = Field(None, ge=-20, le=19)
     sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
     max_resubmits: int = Field(2, ge=0)
 
