@@ -64,15 +64,15 @@ def start_ray(num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
         return True
-    for attempt in range(1, 4):
+    for attempt in range(1, 6):
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 1024**2,
                      log_to_driver=True, configure_logging=False)
             return True
         except Exception as err:  # Ray gives its raylet 30 s to register; an overloaded machine can miss that
-            if "timed out during startup" not in str(err) or attempt == 3:
+            if "timed out during startup" not in str(err) or attempt == 5:
                 raise
-            print(f"[train] local Ray did not start in time (attempt {attempt}/3, machine overloaded?); retrying",
+            print(f"[train] local Ray did not start in time (attempt {attempt}/5, machine overloaded?); retrying",
                   flush=True)
             ray.shutdown()
             time.sleep(5 * attempt)
