@@ -138,17 +138,26 @@ def panel_status(page, side: str) -> str:
     return page.get_attribute(f"#panel-{side}", "data-status")
 
 
-def battle_until(page, want_error: bool, attempts: int = 12) -> dict:
+def streamed(seen: dict, side: str) -> bool:
+    """The live panel showed at least two growing partial texts before the turn ended (token-by-token)."""
+    texts = [t.rstrip() for t in seen[side] if t.strip() and t != "Idazten..."]
+    return len(texts) >= 2 and all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
+
+
+def battle_until(page, want_error: bool, need_streaming: bool = False, attempts: int = 12) -> dict:
     """New battles until one has (want_error) / has not (not want_error) a failing side. Sampling is uniform over
-    four models, one of which is down, so each battle has a failing side with probability 1/2."""
+    four models, one of which is down, so each battle has a failing side with probability 1/2. With
+    need_streaming, the battle must also have been seen streaming in both panels: on a saturated machine a short
+    tiny-model answer can reach the page in one piece, so such a battle is not counted."""
     for _ in range(attempts):
         page.click("#new-battle")
         page.wait_for_function("() => document.querySelectorAll('.turn').length === 0")
         seen = send_turn(page, PROMPT)
         failed = [s for s in "ab" if panel_status(page, s) == "error"]
-        if bool(failed) == want_error:
+        if bool(failed) == want_error and (not need_streaming or all(streamed(seen, s) for s in "ab")):
             return {"seen": seen, "failed": failed}
-    pytest.fail(f"no battle {'with' if want_error else 'without'} a failing side in {attempts} tries")
+    pytest.fail(f"no battle {'with' if want_error else 'without'} a failing side"
+                f"{' streaming in both panels' if need_streaming else ''} in {attempts} tries")
 
 
 def submit_vote(page) -> bool:
@@ -193,15 +202,18 @@ def test_register_battle_vote_reveal_and_leaderboard(page, arena_stack):
     base = arena_stack.ui_url
     before = httpx.get(arena_stack.api_url + "/api/leaderboard").json()["votes"]
     user = register(page, base)
-    result = battle_until(page, want_error=False)
+    result = battle_until(page, want_error=False, need_streaming=True)
     seen = result["seen"]
-    # Token-by-token streaming in both panels: each live panel showed several growing texts.
+    # Token-by-token streaming in both panels: each live panel showed several growing texts, and the final
+    # answers start with what was streamed.
     for side in "ab":
-        texts = [t for t in seen[side] if t and t != "Idazten..."]
-        assert len(texts) >= 2, f"panel {side} did not stream: {seen[side]}"
-        assert all(texts[i] in texts[i + 1] or texts[i + 1].startswith(texts[i][:5]) for i in range(len(texts) - 1))
+        assert streamed(seen, side), seen[side]
     answers = page.locator(".turn").all_inner_texts()
     assert len(answers) == 2 and all(PROMPT in a and len(a) > len(PROMPT) for a in answers)
+    for side in "ab":
+        final = page.locator(f"#panel-{side} .turn").inner_text().replace(PROMPT, "", 1).strip()
+        last_partial = [t for t in seen[side] if t.strip() and t != "Idazten..."][-1].strip()
+        assert final.startswith(last_partial), (side, last_partial, final)
 
     # Anonymity: no model name anywhere in the page (text or markup) before the vote.
     page.wait_for_selector("#vote-panel")
