@@ -51,10 +51,10 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
     n = len(ds)
     order = epoch_order(n, micro_batch, seed, 0, True)
     tokens = trainable = 0
-    seconds = 0.0
+    seconds = cpu = 0.0
     for step in range(steps):
         rows = order[step % len(order)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         b = ds[sorted(rows.tolist())]
         ids, labels, pos = (torch.as_tensor(np.stack(list(b[k])), dtype=torch.long)
                             for k in ("input_ids", "labels", "position_ids"))
@@ -68,12 +68,14 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if step >= warmup:
             seconds += dt
+            cpu += dc
             tokens += ids.numel()
             trainable += count
     return {"tokens_per_s": tokens / seconds, "trainable_tokens_per_s": trainable / seconds,
+            "tokens_per_cpu_s": tokens / cpu, "trainable_tokens_per_cpu_s": trainable / cpu,
             "timed_steps": steps - warmup, "final_loss": float(loss)}
 
 
@@ -119,7 +121,7 @@ def main() -> None:
     padded = make_packed(work / "padded", model, REPO / "data" / "instructions" / "eu.jsonl", VARIANT, seq_len=256,
                          padded=True)
     common = dict(steps=args.steps, warmup=args.warmup, micro_batch=args.micro_batch)
-    res: dict = {"steps": args.steps, "warmup": args.warmup, "micro_batch": args.micro_batch,
+    res: dict = {"load_average_at_start": os.getloadavg(), "steps": args.steps, "warmup": args.warmup, "micro_batch": args.micro_batch,
                  "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     print("plain loop (packed) ...", flush=True)
     res["plain_packed_a"] = plain_loop(model, packed, **common)
@@ -139,12 +141,20 @@ def main() -> None:
     plain = (res["plain_packed_a"]["tokens_per_s"] + res["plain_packed_b"]["tokens_per_s"]) / 2
     res["ratios"] = {
         "overhead_ray1_vs_plain": plain / res["ray_1"]["tokens_per_s"],
+        "overhead_ray1_vs_plain_cpu_time": (res["plain_packed_a"]["tokens_per_cpu_s"] + res["plain_packed_b"]["tokens_per_cpu_s"])
+        / 2 / res["ray_1"]["tokens_per_cpu_s"],
+        "overhead_ray2_per_worker_vs_plain_cpu_time": (res["plain_packed_a"]["tokens_per_cpu_s"]
+                                                       + res["plain_packed_b"]["tokens_per_cpu_s"]) / 2
+        / res["ray_2"]["tokens_per_cpu_s"],
+        "packed_vs_padded_trainable_tokens_per_cpu_s": res["plain_packed_a"]["trainable_tokens_per_cpu_s"]
+        / res["plain_padded"]["trainable_tokens_per_cpu_s"],
         "speedup_ray2_vs_plain": res["ray_2"]["tokens_per_s"] / plain,
         "speedup_ray2_vs_ray1": res["ray_2"]["tokens_per_s"] / res["ray_1"]["tokens_per_s"],
         "packed_vs_padded_trainable_tokens_per_s": res["plain_packed_a"]["trainable_tokens_per_s"]
         / res["plain_padded"]["trainable_tokens_per_s"],
         "plain_noise_b_vs_a": res["plain_packed_b"]["tokens_per_s"] / res["plain_packed_a"]["tokens_per_s"],
     }
+    res["load_average_at_end"] = os.getloadavg()
     print(json.dumps(res, indent=2))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")

@@ -296,7 +296,7 @@ def run_worker(plan, ctx) -> dict:
         progress = tqdm(total=plan.total_steps, initial=state["step"], desc=f"train {plan.variant}", unit="step",
                         mininterval=2.0, ascii=True, dynamic_ncols=False, ncols=100)
     model.train()
-    timed_tokens, timed_trainable, timed_seconds, timed_steps = 0, 0, 0.0, 0
+    timed_tokens, timed_trainable, timed_seconds, timed_steps, timed_cpu = 0, 0, 0.0, 0, 0.0
     window_t0, window_tokens = time.perf_counter(), 0
     last_report: dict[str, Any] = {}
     order, order_epoch = None, -1
@@ -305,7 +305,7 @@ def run_worker(plan, ctx) -> dict:
         epoch, in_epoch = divmod(step, plan.steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = epoch_order(plan.num_rows, plan.global_batch, plan.seed, epoch, plan.shuffle), epoch
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         micro = rank_micro_batches(order[in_epoch], rank, world, plan.micro_batch_size)
         batches = []
         local_tokens = 0
@@ -353,12 +353,13 @@ def run_worker(plan, ctx) -> dict:
         step += 1
         tokens = sum(int(b["input_ids"].numel()) for b in batches) * world
         state["tokens_seen"] += int(global_tokens)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if step > plan.bench_steps_to_skip + state.get("resumed_at", 0):
             timed_steps += 1
             timed_tokens += tokens
             timed_trainable += int(global_tokens)
             timed_seconds += dt
+            timed_cpu += dc
         window_tokens += tokens
         want_log = step % plan.log_every == 0 or step == plan.total_steps or step == 1
         if want_log:
@@ -382,6 +383,8 @@ def run_worker(plan, ctx) -> dict:
                            "tokens_seen": state["tokens_seen"],
                            "tokens_per_s": timed_tokens / timed_seconds if timed_seconds else 0.0,
                            "trainable_tokens_per_s": timed_trainable / timed_seconds if timed_seconds else 0.0,
+                           # per CPU-second of this worker process (all its threads): robust to a shared machine
+                           "tokens_per_cpu_s": timed_tokens / world / timed_cpu if timed_cpu else 0.0,
                            "timed_steps": timed_steps}
             metrics.flush()
             _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, engine, last_report)
