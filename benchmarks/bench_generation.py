@@ -31,6 +31,9 @@ def direct(path: str, tokens: int, runs: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.generation.streamers import BaseStreamer
 
+    # Ray starts replica workers with OMP_NUM_THREADS=1; use one thread here too, so the baseline is not
+    # penalised by thread oversubscription on a small machine (the comparison is then like for like)
+    torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     ids = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
