@@ -80,8 +80,12 @@ def test_cancel(bridge):
     bridge.cancel(job)
     st = bridge.wait(job, timeout=60, poll=0.3, raise_on_failure=False)
     assert st.state == "CANCELLED"
-    with pytest.raises(WaitTimeoutError):
-        bridge.wait(sh(bridge, "sleep 300", "too-slow"), timeout=1, poll=0.3)
+    slow = sh(bridge, "sleep 300", "too-slow")
+    try:
+        with pytest.raises(WaitTimeoutError, match=f"Job {slow} is still (PENDING|RUNNING) after waiting 1 s"):
+            bridge.wait(slow, timeout=1, poll=0.3)
+    finally:
+        bridge.cancel(slow)
 
 
 def test_job_array(bridge, tmp_path):
