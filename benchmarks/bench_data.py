@@ -232,7 +232,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the tiny model)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--breakdown", action="store_true",
-                    help="only the throughput ratio, separately for corpus-only and conversations-only inputs")
+                    help="only the throughput ratio: the mixture, corpus-only and conversations-only inputs")
     args = ap.parse_args()
 
     from components.tiny_model import ensure_tiny_model
@@ -245,7 +245,8 @@ def main() -> None:
     try:
         if args.breakdown:
             results = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 1) for x in os.getloadavg()]}}
-            for variant, only in (("exp_2_100", ("corpus_eu",)), ("exp_0_011", ("inst_eu", "inst_en"))):
+            for variant, only in (("exp_2_111", tuple(FILES)), ("exp_2_100", ("corpus_eu",)),
+                                  ("exp_0_011", ("inst_eu", "inst_en"))):
                 cfg = make_inputs(work / variant, scale, only=only)
                 results[f"throughput_{variant}"] = bench_throughput(cfg, tok_dir, args.seq_len, reps, work, variant)
             results["machine"]["load_avg_at_end"] = [round(x, 1) for x in os.getloadavg()]
