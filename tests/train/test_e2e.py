@@ -50,7 +50,7 @@ def ddp_run(latxa_run, packed_data, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_run")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     r = latxa_run(*_train_args(packed_data, root / "out", tiny_model, "--checkpoint-every", "4", "--tracking-uri", uri))
-    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     result = json.loads(r.stdout[r.stdout.index("{\n"):])
     return {"root": root, "out": root / "out", "uri": uri, "result": result, "stdout": r.stdout, "stderr": r.stderr}
 
@@ -170,7 +170,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(cli, ddp_run, packed_data
     assert run_file["status"] == "running"
 
     r = cli(*args, "--resume", timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     res = json.loads(r.stdout[r.stdout.index("{\n"):])
     assert res["resumed"] and res["mlflow_run_id"] == run_file["mlflow_run_id"]   # same MLflow run continues
     resumed_at = int(r.stdout.split("resumed from ")[1].split(" at step ")[1].split("/")[0])
@@ -189,7 +189,7 @@ def test_deepspeed_zero3_on_cpu_matches_ddp(cli, ddp_run, packed_data, tiny_mode
     out = tmp_path / "out"
     r = cli(*_train_args(packed_data, out, tiny_model, "--deepspeed-stage", "3", "--checkpoint-every", "8", "--no-track"),
             timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     ckpt = out / "ray" / VARIANT / f"step-{STEPS:08d}"
     shards = sorted(p.name for p in (ckpt / "state").glob("*optim_states.pt"))
     assert len(shards) == 2, shards                                              # one ZeRO partition per rank
