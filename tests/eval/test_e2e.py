@@ -103,6 +103,24 @@ def test_mlflow_nested_run_under_the_variant(eu_mini_run):
     assert [a.path for a in client.list_artifacts(ev.info.run_id, "eval/lm_eval")] == [f"eval/lm_eval/{results_file.name}"]
 
 
+def test_eval_log_nests_a_second_evaluation_under_the_same_variant_run(eu_mini_run, cli):
+    from mlflow import MlflowClient
+
+    from components import tracking
+
+    _, out, uri = eu_mini_run
+    res = cli("eval", "log", str(out), "--name", "tiny", "--suite", "eu-mini", "--variant", "exp_2_101",
+              "--tracking-uri", uri)
+    assert res.returncode == 0, res.stderr[-2000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT).experiment_id])
+    parents = [r for r in runs if r.info.run_name == "exp_2_101"]
+    evals = [r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "eval"]
+    assert len(parents) == 1 and len(evals) == 2  # found the existing variant run, did not make another
+    assert {r.data.tags["mlflow.parentRunId"] for r in evals} == {parents[0].info.run_id}
+    assert res.stdout.strip() in {r.info.run_id for r in evals}
+
+
 def test_openai_compatible_endpoint(tiny_model, tmp_path):
     """A real OpenAI-compatible server (the serving layer's routes) on the tiny model, eu-mini-gen through it."""
     uvicorn = pytest.importorskip("uvicorn")
