@@ -36,6 +36,16 @@ def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: 
 
 
 @dsl.component(**_component)
+def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
+    """The id of this KFP run's sweep parent MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
+    instead of passing start-sweep's output in: kfp.local replaces every task output that enters a loop with the
+    loop item (kfp 2.17, task_spec_utils.create_parameter_loop_iteration_task_spec)."""
+    from pipelines import steps_impl
+
+    return steps_impl.sweep_run_of(experiment, tracking_uri, kfp_run_id)
+
+
+@dsl.component(**_component)
 def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
                       experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
                       prepare_task: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> str:

@@ -165,6 +165,18 @@ def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: 
     return run.info.run_id
 
 
+def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    found = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`{tracking.TAG_STAGE}` = 'sweep' and tags.`{tracking.TAG_KFP_RUN}` = '{kfp_run_id}'"),
+        order_by=["attributes.start_time DESC"], max_results=1) if exp else []
+    if not found:
+        raise StepError(f"no sweep run tagged {tracking.TAG_KFP_RUN}={kfp_run_id} in experiment '{experiment}' at {uri}.")
+    return found[0].info.run_id
+
+
 def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
                 experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
                 prepare_task: str, data: str, model_out: str) -> dict:

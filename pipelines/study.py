@@ -100,8 +100,14 @@ def _sweep(variants, parallelism, profile, config_path, data_config, base_model,
     parent.set_container_image(image)
     parent.set_caching_options(False)
     with dsl.ParallelFor(variants, parallelism=parallelism, name="variants") as variant:
+        # The parent run id is looked up inside the loop rather than passed in as parent.output: kfp.local
+        # (2.17) replaces a task output entering a loop with the loop item.
+        lookup = steps.sweep_run_of(experiment=experiment, tracking_uri=tracking_uri,
+                                    kfp_run_id=RUN_ID).set_display_name("sweep-run").after(parent)
+        lookup.set_container_image(image)
+        lookup.set_caching_options(False)
         _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
-                     eval_suite, eval_limit, experiment, tracking_uri, image, cluster, parent, parent.output)
+                     eval_suite, eval_limit, experiment, tracking_uri, image, cluster, lookup, lookup.output)
 
 
 @dsl.pipeline(name="latxa-sweep", description="Many variants (ParallelFor) under one parent MLflow run; local Ray training.")

@@ -94,7 +94,10 @@ def test_sweep_uses_parallelfor(compiled):
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("variants")
     assert loop["iteratorPolicy"]["parallelismLimit"] == 1
     inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(inner) == set(CHAIN[1:])
+    assert set(inner) == {"sweep-run-of", *CHAIN[1:]}
+    assert loop["dependentTasks"] == ["start-sweep"]
+    # each variant's training nests under the sweep's parent run (looked up inside the loop)
+    assert inner["train-variant"]["inputs"]["parameters"]["parent_run_id"]["taskOutputParameter"]["producerTask"] == "sweep-run-of"
     _, ir_slurm = _load(compiled["sweep-slurm"])
     loop_s = next(t for n, t in ir_slurm["root"]["dag"]["tasks"].items() if n != "start-sweep")
     assert loop_s["iteratorPolicy"]["parallelismLimit"] == 17
