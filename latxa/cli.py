@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as err:  # click usage errors come here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:
+        # Usage errors (unknown command, bad option) arrive here in non-standalone mode. Typer
+        # vendors its own click, so match the ClickException interface rather than a class.
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             sys.exit(err.exit_code)
         raise
