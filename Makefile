@@ -17,6 +17,8 @@ export HF_HUB_OFFLINE=1
 export HF_DATASETS_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export RAY_USAGE_STATS_ENABLED=0
+# Local Ray clusters (demo, tests) stay on loopback; see latxa/cli.py.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false
 export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 

@@ -8,6 +8,7 @@ and a user who only serves the arena needs no training dependencies.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -44,6 +45,10 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> None:
+    if not os.environ.get("RAY_ADDRESS"):
+        # A Ray cluster this process starts is local to this machine: keep its traffic on loopback
+        # (Ray otherwise advertises the host's network address). Jobs joining a real cluster set RAY_ADDRESS.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         app(args=argv, standalone_mode=False)
     except LatxaError as err:
