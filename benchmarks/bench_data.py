@@ -1,4 +1,4 @@
-"""Data-preparation benchmarks (issue #3, Performance). Figures go to benchmarks/data.md.
+"""Data-preparation benchmarks (issue #3, Performance). Figures go to BENCHMARKS.md.
 
 Measured in one run, each as a ratio against a baseline measured in the same run:
 
