@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from latxa.errors import LatxaError
+from latxa.yamlfile import load_yaml_file
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "study.yaml"
 
@@ -151,12 +151,4 @@ def _validate(data: Any, where: str) -> StudyConfig:
 def load_config(path: str | Path | None = None) -> StudyConfig:
     """Load and validate a study config (the shipped default when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line} is not valid YAML: {getattr(err, 'problem', err)}.") from None
-    return _validate(data, str(path))
+    return _validate(load_yaml_file(path, ConfigError, "Config file"), str(path))

@@ -32,10 +32,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from latxa.errors import LatxaError
+from latxa.yamlfile import load_yaml_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
 
@@ -160,14 +160,7 @@ def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3) -> S
         raw: dict[str, Any] = {}
     else:
         path = Path(path)
-        if not path.is_file():
-            raise ServeConfigError(f"{path}: no such serving config file.")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ServeConfigError(f"{where}: not valid YAML.") from None
+        raw = load_yaml_file(path, ServeConfigError, "Serving config") or {}
         if not isinstance(raw, dict):
             raise ServeConfigError(f"{path}: the top level must be a mapping.")
     defaults = (raw.get("defaults") or {}).get("generation") or {}

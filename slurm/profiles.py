@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slurm import safety
 from slurm.errors import SlurmError
+from latxa.yamlfile import load_yaml_file
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -194,14 +194,7 @@ def load_profile(name_or_path: str | Path) -> ClusterProfile:
         path = PROFILE_DIR / f"{text}.yaml"
         if not path.is_file():
             raise SlurmError(f"Unknown cluster profile '{text}' (known: {', '.join(available_profiles())}; or pass a YAML file).")
-    if not path.is_file():
-        raise SlurmError(f"Cluster profile file {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise SlurmError(f"{path}{line} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    data = load_yaml_file(path, SlurmError, "Cluster profile file")
     if not isinstance(data, dict):
         raise SlurmError(f"Cluster profile {path} must be a YAML mapping.")
     data.setdefault("name", path.stem)

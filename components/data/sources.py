@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from latxa.errors import LatxaError
 from latxa.paths import REPO_ROOT
+from latxa.yamlfile import load_yaml_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "data"
 DEFAULT_DATA_CONFIG = CONFIG_DIR / "sample.yaml"
@@ -102,14 +102,7 @@ def _expand(entry: str, base: Path) -> list[Path]:
 def load_data_config(path: str | Path | None = None) -> tuple[DataSourcesConfig, Path]:
     """Load and validate a data-source config; the shipped sample config when ``path`` is None."""
     path = Path(path) if path else DEFAULT_DATA_CONFIG
-    if not path.is_file():
-        raise DataError(f"Data config {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise DataError(f"{where} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    raw = load_yaml_file(path, DataError, "Data config")
     if not isinstance(raw, dict):
         raise DataError(f"Data config {path} must be a YAML mapping with a 'sources' key.")
     try:

@@ -36,10 +36,10 @@ models:
     bad("models:\n  - {name: x, kind: hf}\n", "needs path")
     bad(f"models:\n  - {{name: x, kind: hf, path: {tmp_path}}}\n", "not a Hugging Face folder")
     bad(f"models:\n  - {{name: x, kind: hf, path: {path}}}\n  - {{name: x, kind: hf, path: {path}}}\n", "unique")
-    bad("models: [\n", r"serve.yaml:\d+: not valid YAML")
+    bad("models: [\n", r"serve.yaml:\d+ is not valid YAML")
     bad("models:\n  - {name: x, kind: hf, path: /p, generation: {top_p: 3}}\n", "top_p")
     out = cli("serve", "--config", str(tmp_path / "missing.yaml"))
-    assert out.returncode == 2 and "missing.yaml: no such serving config file" in out.stderr
+    assert out.returncode == 2 and "missing.yaml does not exist" in out.stderr
 
 
 def test_external_endpoint_failure_is_readable(serve_models, monkeypatch):
