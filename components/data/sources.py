@@ -147,19 +147,24 @@ def file_format(path: Path) -> str:
 # ----------------------------------------------------------------------------------------- records
 
 
+def _json_field(line: str, field: str):
+    """One JSONL record's ``field``; malformed JSON, a non-object or a missing field is a RecordError."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise RecordError(f"expected a JSON object, got {type(row).__name__}")
+    if field not in row:
+        raise RecordError(f"missing field '{field}'")
+    return row[field]
+
+
 def parse_text_record(line: str, fmt: str, text_field: str) -> str:
     if fmt == "txt":
         text = line
     else:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise RecordError(f"expected a JSON object, got {type(row).__name__}")
-        if text_field not in row:
-            raise RecordError(f"missing field '{text_field}'")
-        text = row[text_field]
+        text = _json_field(line, text_field)
         if not isinstance(text, str):
             raise RecordError(f"field '{text_field}' must be a string, not {type(text).__name__}")
     if not text.strip():
@@ -168,15 +173,7 @@ def parse_text_record(line: str, fmt: str, text_field: str) -> str:
 
 
 def parse_chat_record(line: str, messages_field: str) -> list[dict]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(row, dict):
-        raise RecordError(f"expected a JSON object, got {type(row).__name__}")
-    if messages_field not in row:
-        raise RecordError(f"missing field '{messages_field}'")
-    msgs = row[messages_field]
+    msgs = _json_field(line, messages_field)
     if not isinstance(msgs, list):
         raise RecordError(f"field '{messages_field}' must be a list of messages")
     if not msgs:
