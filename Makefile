@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 # CPU wheel from local disk here. GPU users: make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= all,test
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
 comma := ,
+STAMP := $(VENV)/.installed-$(shell md5sum < pyproject.toml | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
 PYTEST_ARGS ?=
 export REFLEX_TELEMETRY_ENABLED=false
 export REFLEX_CHECK_LATEST_VERSION=0
