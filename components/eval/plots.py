@@ -36,6 +36,11 @@ def plot_languages(agg: dict, path: str | Path) -> Path:
     ax.set_xlim(0, 100)
     ax.legend(loc="lower right", fontsize=7)
     ax.set_title(f"Suite {agg['suite']}: per-language means")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    """Write a finished figure as PNG (parents created) and release it."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,12 +68,7 @@ def plot_categories(agg: dict, path: str | Path) -> Path:
                         color="white" if grid[i, j] < 60 else "black")
     fig.colorbar(im, ax=ax, label="mean score (%)")
     ax.set_title(f"Suite {agg['suite']}: category means (all languages)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_all(agg: dict, out_dir: str | Path) -> list[Path]:
