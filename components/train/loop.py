@@ -238,6 +238,15 @@ class _Metrics:
         self.flush()
         if self.monitor is not None:
             self.monitor.finish()
+            # The monitor publishes only after a full sampling interval, so a run shorter than that
+            # (a short CPU run on a fast machine) would have no system metrics at all: always log one
+            # closing sample, taken now that the monitor thread has stopped.
+            try:
+                self.monitor.collect_metrics()
+                self.monitor.publish_metrics(self.monitor.aggregate_metrics())
+                self.monitor.mlflow_logger.flush()
+            except Exception as err:
+                print(f"[train] closing system metrics sample not logged: {err}", flush=True)
         if self.logger is not None:
             self.logger.close()
 

@@ -189,3 +189,24 @@ def test_publish_copies_and_verifies_checksums(tmp_path):
     (tmp_path / "dest" / "model.safetensors").write_bytes(b"\x01" * 1000)
     with pytest.raises(PublishError, match="does not match its checksum"):
         verify(tmp_path / "dest")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# System metrics: a run shorter than MLflow's sampling interval still records one sample.
+# ----------------------------------------------------------------------------------------------------------
+def test_short_run_still_logs_system_metrics(tmp_path):
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from components.train.loop import _Metrics
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("short"))
+    metrics = _Metrics(SimpleNamespace(mlflow_run_id=run.info.run_id, tracking_uri=uri), rank=0)
+    metrics.add(1, {"loss": 1.5})
+    metrics.close()                     # well inside the 2 s sampling interval
+    logged = client.get_run(run.info.run_id).data.metrics
+    assert logged["loss"] == 1.5
+    assert any(k.startswith("system/cpu") for k in logged), sorted(logged)
