@@ -31,20 +31,23 @@ arena:
 
 
 def health_load(base: str, clients: int, duration: float) -> float:
-    """Baseline in the same run: the same HTTP stack and client count on GET /api/health (no database)."""
+    """Baseline in the same run: the same HTTP stack, client library and client count on GET /api/health
+    (no database)."""
     import asyncio
 
-    import httpx
+    import aiohttp
 
     async def go() -> float:
         done = 0
         start = time.perf_counter()
-        async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=clients)) as client:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients),
+                                         timeout=aiohttp.ClientTimeout(total=10.0)) as client:
             async def loop():
                 nonlocal done
                 while time.perf_counter() - start < duration:
-                    if (await client.get(f"{base}/api/health")).status_code == 200:
-                        done += 1
+                    async with client.get(f"{base}/api/health") as r:
+                        await r.read()
+                        done += r.status == 200
             await asyncio.gather(*(loop() for _ in range(clients)))
         return done / (time.perf_counter() - start)
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -157,7 +157,7 @@ class VoteWriter:
         import queue
         import threading
 
-        self.sf = session_factory
+        self.engine = session_factory.kw["bind"]
         self.max_batch = max_batch
         self.q: "queue.SimpleQueue" = queue.SimpleQueue()
         threading.Thread(target=self._run, name="vote-writer", daemon=True).start()
@@ -170,13 +170,15 @@ class VoteWriter:
         return fut
 
     def _write(self, batch) -> None:
-        from sqlalchemy import update
+        from sqlalchemy import insert, update
 
-        with self.sf() as s:
-            for v, _ in batch:
-                s.add(v)
-            s.execute(update(Battle).where(Battle.id.in_([v.battle_id for v, _ in batch])).values(status="voted"))
-            s.commit()
+        # Core statements (one executemany), not the ORM unit of work: at hundreds of votes per second the ORM's
+        # per-object bookkeeping was a large share of the writer's time. The Vote objects stay transient.
+        votes, battles = Vote.__table__, Battle.__table__
+        cols = [c.key for c in votes.columns]
+        with self.engine.begin() as conn:
+            conn.execute(insert(votes), [{c: getattr(v, c) for c in cols} for v, _ in batch])
+            conn.execute(update(battles).where(battles.c.id.in_([v.battle_id for v, _ in batch])).values(status="voted"))
 
     def _run(self) -> None:
         import queue
@@ -332,18 +334,14 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
     def client_ip(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
-    def ip_limit(request: Request) -> str:
+    # The two dependencies below are async so that a request does not pay a worker-thread hop just to check a
+    # rate limit or a cached token; only a cache miss reads the database (in a thread).
+    async def ip_limit(request: Request) -> str:
         ip = client_ip(request)
         arena.limit(f"ip:{ip}", settings.rate_requests_per_minute_ip)
         return ip
 
-    def participant(authorization: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> Participant:
-        if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 512:
-            raise ApiError(401, "unauthorized", "Log in first: send Authorization: Bearer <token>.")
-        th = _token_hash(authorization[7:].strip())
-        hit = arena._tokens.get(th)
-        if hit and time.monotonic() - hit[2] < 30 and hit[1] >= utcnow():
-            return hit[0]
+    def lookup_session(th: str) -> Participant:
         with arena.sf() as s:
             sess = s.get(Session, th)
             if sess is None or sess.expires_at < utcnow():
@@ -353,6 +351,15 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
             arena._tokens.clear()
         arena._tokens[th] = (p, sess.expires_at, time.monotonic())
         return p
+
+    async def participant(authorization: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> Participant:
+        if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 512:
+            raise ApiError(401, "unauthorized", "Log in first: send Authorization: Bearer <token>.")
+        th = _token_hash(authorization[7:].strip())
+        hit = arena._tokens.get(th)
+        if hit and time.monotonic() - hit[2] < 30 and hit[1] >= utcnow():
+            return hit[0]
+        return await asyncio.to_thread(lookup_session, th)
 
     def admin(x_admin_token: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> None:
         expected = settings.admin_token
@@ -569,6 +576,12 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
         return StreamingResponse(sse(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    battles, votes = Battle.__table__, Vote.__table__
+    vote_check = (select(battles.c.participant_id, battles.c.model_a, battles.c.model_b, battles.c.is_control,
+                         battles.c.control_good, battles.c.last_answer_at, *votes.columns)
+                  .select_from(battles.outerjoin(votes, votes.c.battle_id == battles.c.id))
+                  .where(battles.c.id == bindparam("battle_id")))   # built once: no per-request cache-key work
+
     @r.post("/battles/{battle_id}/vote", response_model=VoteOut)
     async def vote(battle_id: str, body: VoteIn, request: Request, p: Participant = Depends(participant)) -> dict:
         overall = body.overall if body.content != body.language else None
@@ -578,23 +591,29 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
         winner = derive_winner(body.content, body.language, overall)
 
         def check():
-            with arena.sf() as s:
-                b = arena.own_battle(s, battle_id, p)
-                existing = s.execute(select(Vote).where(Vote.battle_id == b.id)).scalar_one_or_none()
-                if existing is not None:
-                    return same_or_conflict(existing, body.content, body.language, overall)
-                if b.last_answer_at is None:
-                    raise ApiError(409, "no_answers", "Send a message and read both answers before voting.")
-                read = (utcnow() - b.last_answer_at).total_seconds()
-                if read < settings.min_reading_seconds:
-                    wait = round(settings.min_reading_seconds - read, 2)
-                    raise ApiError(425, "too_early", "Please read both answers before voting.",
-                                   {"retry_after_s": wait})
-                return Vote(id="v_" + secrets.token_hex(12), battle_id=b.id, participant_id=p.id, model_a=b.model_a,
-                            model_b=b.model_b, winner=winner, winner_content=body.content,
-                            winner_language=body.language, winner_overall=overall, is_control=b.is_control,
-                            control_passed=(body.content == b.control_good) if b.is_control else None,
-                            reading_seconds=read, created_at=utcnow())
+            # One Core query for the battle and its vote: loading ORM entities here cost more than the rest of
+            # the request under load.
+            if len(battle_id) > 40:
+                raise ApiError(404, "not_found", "There is no such battle.")
+            with arena.writer.engine.connect() as conn:
+                row = conn.execute(vote_check, {"battle_id": battle_id}).first()
+            if row is None or row[0] != p.id:
+                raise ApiError(404, "not_found", "There is no such battle.")
+            _, model_a, model_b, is_control, control_good, last_answer_at = row[:6]
+            if row[6] is not None:   # votes.id: this battle already has a vote
+                existing = Vote(**dict(zip((c.key for c in votes.columns), row[6:])))
+                return same_or_conflict(existing, body.content, body.language, overall)
+            if last_answer_at is None:
+                raise ApiError(409, "no_answers", "Send a message and read both answers before voting.")
+            read = (utcnow() - last_answer_at).total_seconds()
+            if read < settings.min_reading_seconds:
+                wait = round(settings.min_reading_seconds - read, 2)
+                raise ApiError(425, "too_early", "Please read both answers before voting.", {"retry_after_s": wait})
+            return Vote(id="v_" + secrets.token_hex(12), battle_id=battle_id, participant_id=p.id, model_a=model_a,
+                        model_b=model_b, winner=winner, winner_content=body.content, winner_language=body.language,
+                        winner_overall=overall, is_control=is_control,
+                        control_passed=(body.content == control_good) if is_control else None,
+                        reading_seconds=read, created_at=utcnow())
 
         v = await asyncio.to_thread(check)
         if isinstance(v, dict):  # the same vote again

@@ -121,8 +121,10 @@ def default_url() -> str:
 def make_engine(url: str | None = None) -> Engine:
     url = url or default_url()
     if url.startswith("sqlite"):
+        # Room for every worker thread (AnyIO's default limit is 40) so connections are reused, not reopened
+        # (each new SQLite connection re-runs the PRAGMAs) when the API is under load.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=8, max_overflow=32)
+                               pool_size=48, max_overflow=16)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
