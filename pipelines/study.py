@@ -12,7 +12,7 @@ MLflow receives the KFP run id and its task name (``dsl.PIPELINE_JOB_ID_PLACEHOL
 ``kfp.task.<step>``) on the variant's run, its evaluation run and its registered model version.
 """
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.kfp import data_prep
 from components.kfp import train as train_component
@@ -21,6 +21,22 @@ from pipelines import steps
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 TASK = dsl.PIPELINE_TASK_NAME_PLACEHOLDER
+
+# Kubernetes wiring of the steps' pods (k8s/base/kfp/: the same names). The SLURM bridge reads the SSH key and
+# known_hosts from ~/.ssh, and the components image sets HOME=/tmp. kfp.local ignores these settings.
+SSH_SECRET = "latxa-slurm-ssh"
+SSH_MOUNT = "/tmp/.ssh"
+CONFIG_MAP = "latxa-pipeline-config"
+CONFIG_ENV = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE": "HF_HUB_OFFLINE"}
+
+
+def _on_cluster(task, ssh: bool = False):
+    """Image-independent pod settings: the pipeline config map as environment (optional, so a cluster without
+    it still runs with the pipeline's parameters) and, for SLURM submission, the SSH Secret as a volume."""
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env=CONFIG_ENV, optional=True)
+    if ssh:
+        kubernetes.use_secret_as_volume(task, secret_name=SSH_SECRET, mount_path=SSH_MOUNT)
+    return task
 
 
 def _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps, eval_suite,
@@ -54,6 +70,7 @@ def _variant_dag(variant, profile, config_path, data_config, base_model, tokeniz
     for task in (prep, train, ev, reg):
         task.set_container_image(image)
         task.set_caching_options(False)  # steps write MLflow state: never reuse a cached result silently
+        _on_cluster(task, ssh=task is train and cluster is not None)
     return reg
 
 
@@ -61,7 +78,7 @@ def _check(experiment, tracking_uri, image):
     check = steps.check_tracking(experiment=experiment, tracking_uri=tracking_uri).set_display_name("check-mlflow")
     check.set_container_image(image)
     check.set_caching_options(False)
-    return check
+    return _on_cluster(check)
 
 
 @dsl.pipeline(name="latxa-study", description="One Latxa-Instruct variant: prepare -> train (Ray) -> eval -> register.")
@@ -99,6 +116,7 @@ def _sweep(variants, parallelism, profile, config_path, data_config, base_model,
                                kfp_task=TASK).set_display_name("mlflow-sweep-run")
     parent.set_container_image(image)
     parent.set_caching_options(False)
+    _on_cluster(parent)
     with dsl.ParallelFor(variants, parallelism=parallelism, name="variants") as variant:
         # The parent run id is looked up inside the loop rather than passed in as parent.output: kfp.local
         # (2.17) replaces a task output entering a loop with the loop item.
@@ -106,6 +124,7 @@ def _sweep(variants, parallelism, profile, config_path, data_config, base_model,
                                     kfp_run_id=RUN_ID).set_display_name("sweep-run").after(parent)
         lookup.set_container_image(image)
         lookup.set_caching_options(False)
+        _on_cluster(lookup)
         _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
                      eval_suite, eval_limit, experiment, tracking_uri, image, cluster, lookup, lookup.output)
 

@@ -19,11 +19,18 @@ from fake_kfp import FakeKFP, run_latxa  # noqa: E402
 CHAIN = ["check-tracking", "prepare-data", "train-variant", "evaluate-model", "register-model"]
 
 
+def _docs(text: str) -> tuple[dict, dict]:
+    """The pipeline spec and the platform spec (kfp-kubernetes settings): two YAML documents."""
+    docs = list(yaml.safe_load_all(text))
+    assert len(docs) == 2, len(docs)
+    return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
 def _load(path):
     from kfp import components
 
     comp = components.load_component_from_file(str(path))  # kfp itself must accept the IR
-    return comp, yaml.safe_load(path.read_text())
+    return comp, _docs(path.read_text())[0]
 
 
 def _deps(dag: dict) -> dict[str, set[str]]:
@@ -85,6 +92,26 @@ def test_slurm_pipeline_trains_through_the_bridge(compiled):
     assert "cluster" in ir["root"]["inputDefinitions"]["parameters"]
 
 
+def test_pods_get_the_ssh_secret_and_config_map_the_manifests_create(compiled):
+    """kfp-kubernetes settings match k8s/base/kfp: only the SLURM submission step mounts the SSH key."""
+    k8s = Path(__file__).resolve().parents[2] / "k8s" / "base" / "kfp"
+    manifests = (k8s / "component-template.yaml").read_text() + (k8s / "config.yaml").read_text()
+    for name, path in compiled.items():
+        spec, executors = _docs(path.read_text())
+        assert set(executors) == set(spec["deploymentSpec"]["executors"]), name
+        for ex, settings in executors.items():
+            (cm,) = settings["configMapAsEnv"]
+            assert cm["configMapName"] in manifests and cm["optional"] is True
+            assert {e["envVar"] for e in cm["keyToEnv"]} == {"MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE"}
+            mounts = settings.get("secretAsVolume", [])
+            if ex == "exec-slurm-train-model":
+                assert [(m["secretName"], m["mountPath"]) for m in mounts] == [("latxa-slurm-ssh", "/tmp/.ssh")]
+                assert "secretName: latxa-slurm-ssh" in manifests and "mountPath: /tmp/.ssh" in manifests
+            else:
+                assert mounts == [], (name, ex)
+    assert "exec-slurm-train-model" in _docs(compiled["sweep-slurm"].read_text())[1]
+
+
 def test_sweep_uses_parallelfor(compiled):
     comp, ir = _load(compiled["sweep"])
     root = ir["root"]["dag"]["tasks"]
@@ -124,7 +151,7 @@ def test_submit_uploads_and_runs_through_kfp_client(cli):
         assert params["max_steps"] == 7 and params["tracking_uri"] == "http://mlflow.mlops:5000"
         assert run["pipeline_version_reference"]["pipeline_id"] == out["pipeline_id"]
         assert fake.experiments[run["experiment_id"]]["display_name"] == "latxa-test"
-        uploaded = yaml.safe_load(fake.uploads[0]["yaml"])
+        uploaded = _docs(fake.uploads[0]["yaml"])[0]
         assert uploaded["pipelineInfo"]["name"] == "latxa-sweep"
         assert uploaded["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == "registry.example.org/latxa:1"
 
