@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from sqlalchemy import create_engine, text
 
 MODEL_NAMES = ("tiny-a", "tiny-b", "tiny-c")
@@ -19,6 +20,10 @@ def sse_events(client, path, headers, content="Kaixo! Zer moduz?"):
     return [json.loads(line[6:]) for line in lines[:-1]], raw_headers, "\n".join(lines)
 
 
+BACKENDS = pytest.mark.parametrize("arena_db", ["sqlite", "postgresql"], indirect=True)
+
+
+@BACKENDS
 def test_participant_battle_vote_reveal_and_anonymity(make_arena, reg):
     client, _ = make_arena()
     h = reg(client, "miren")
@@ -66,6 +71,7 @@ def _voted_battle(client, h):
     return bid
 
 
+@BACKENDS
 def test_winner_rule_and_idempotent_votes(make_arena, reg):
     client, _ = make_arena()
     h = reg(client, "ane")

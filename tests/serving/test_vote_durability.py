@@ -1,4 +1,5 @@
-"""Kill the arena server (SIGKILL) in the middle of a vote load, restart it: every acknowledged vote is stored."""
+"""Kill the arena server (SIGKILL) in the middle of a vote load, restart it: every acknowledged vote is stored.
+Run on both storage backends: SQLite (WAL, synchronous=FULL) and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ arena:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_load_loses_no_acknowledged_vote(tmp_path, serve_models):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_mid_load_loses_no_acknowledged_vote(backend, request, tmp_path, serve_models):
     from serving.arena.loadgen import (LoadResult, free_port, kill, run_load, seed_battles, start_arena_server,
                                        stored_vote_ids)
 
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(LOAD_CONFIG)
-    db = f"sqlite:///{tmp_path}/arena.db"
+    db = request.getfixturevalue("postgres_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/arena.db"
     items = seed_battles(db, participants=32, battles=2500, models=[m.name for m in serve_models])
     port = free_port()
     proc = start_arena_server(cfg, db, port, tmp_path / "server.log")
