@@ -5,13 +5,29 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from latxa.commands._common import OutputFormat, emit_json, example
 
 _PROFILE_HELP = "Cluster profile: local, leonardo, leonardo-8b, leonardo-70b, or a YAML file."
+
+# The job options `render` and `submit` share (submit adds --dependency and --format), declared once.
+_Variants = Annotated[List[str], typer.Option("--variant", "-v", help="Variant code; repeat or comma-separate for a job array.")]
+_Profile = Annotated[str, typer.Option("--profile", "-p", help=_PROFILE_HELP)]
+_StudyProfile = Annotated[Optional[str], typer.Option("--study-profile", help="Study profile to train with (default: the cluster profile's).")]
+_Out = Annotated[Optional[str], typer.Option("--out", help="Output folder on the cluster (one sub-folder per variant for arrays).")]
+_Data = Annotated[Optional[str], typer.Option("--data", help="Packed data folder on the cluster (default: prepare it inside the job).")]
+_Model = Annotated[Optional[str], typer.Option("--model", help="Base model folder or HF name (default: tiny model on CPU, backbone on GPU).")]
+_Name = Annotated[Optional[str], typer.Option("--name", help="Job name (letters, digits, . _ -).")]
+_Time = Annotated[Optional[str], typer.Option("--time", help="Time limit, e.g. 24:00:00 (default: the profile's).")]
+_TrainArgs = Annotated[List[str], typer.Option("--train-arg", help="Extra argument for latxa train (repeat), e.g. --train-arg=--max-steps=20.")]
+_Array = Annotated[Optional[str], typer.Option("--array", help="Array spec for a command job, e.g. 0-3.")]
+_MaxParallel = Annotated[Optional[int], typer.Option("--max-parallel", help="At most this many array tasks at once.")]
+_Config = Annotated[Optional[Path], typer.Option("--config", help="Study YAML to stage with the job and pass to latxa train.")]
+_Env = Annotated[List[str], typer.Option("--env", help="NAME=VALUE exported in the job (repeat).")]
+_Command = Annotated[Optional[List[str]], typer.Argument(help="A command to run instead of training (after '--').")]
 
 
 def _split_variants(values: list[str]) -> list[str]:
@@ -65,20 +81,10 @@ def register(app: typer.Typer) -> None:
             "latxa slurm render --variant exp_2_101 --profile leonardo-8b"),
     )
     def render(
-        variant: List[str] = typer.Option([], "--variant", "-v", help="Variant code; repeat or comma-separate for a job array."),
-        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
-        study_profile: Optional[str] = typer.Option(None, "--study-profile", help="Study profile to train with (default: the cluster profile's)."),
-        out: Optional[str] = typer.Option(None, "--out", help="Output folder on the cluster (one sub-folder per variant for arrays)."),
-        data: Optional[str] = typer.Option(None, "--data", help="Packed data folder on the cluster (default: prepare it inside the job)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or HF name (default: tiny model on CPU, backbone on GPU)."),
-        name: Optional[str] = typer.Option(None, "--name", help="Job name (letters, digits, . _ -)."),
-        time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit, e.g. 24:00:00 (default: the profile's)."),
-        train_arg: List[str] = typer.Option([], "--train-arg", help="Extra argument for latxa train (repeat), e.g. --train-arg=--max-steps=20."),
-        array: Optional[str] = typer.Option(None, "--array", help="Array spec for a command job, e.g. 0-3."),
-        max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="At most this many array tasks at once."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Study YAML to stage with the job and pass to latxa train."),
-        env: List[str] = typer.Option([], "--env", help="NAME=VALUE exported in the job (repeat)."),
-        command: List[str] = typer.Argument(None, help="A command to run instead of training (after '--')."),
+        variant: _Variants = [], profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
+        data: _Data = None, model: _Model = None, name: _Name = None, time_limit: _Time = None,
+        train_arg: _TrainArgs = [], array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
+        env: _Env = [], command: _Command = None,
     ) -> None:
         _, job = _build(profile, study_profile, _split_variants(variant), command or [], out, data, model, name,
                         time_limit, train_arg, array, max_parallel, config, env)
@@ -90,22 +96,12 @@ def register(app: typer.Typer) -> None:
             "latxa slurm submit --variant exp_2_101 --profile local --data .latxa/data/exp_2_101 --train-arg=--max-steps=20"),
     )
     def submit(
-        variant: List[str] = typer.Option([], "--variant", "-v", help="Variant code; repeat or comma-separate for a job array."),
-        profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
-        study_profile: Optional[str] = typer.Option(None, "--study-profile", help="Study profile to train with (default: the cluster profile's)."),
-        out: Optional[str] = typer.Option(None, "--out", help="Output folder on the cluster."),
-        data: Optional[str] = typer.Option(None, "--data", help="Packed data folder on the cluster (default: prepare it inside the job)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or HF name."),
-        name: Optional[str] = typer.Option(None, "--name", help="Job name (letters, digits, . _ -)."),
-        time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit (default: the profile's)."),
-        train_arg: List[str] = typer.Option([], "--train-arg", help="Extra argument for latxa train (repeat)."),
-        array: Optional[str] = typer.Option(None, "--array", help="Array spec for a command job, e.g. 0-3."),
-        max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="At most this many array tasks at once."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Study YAML to stage with the job and pass to latxa train."),
-        env: List[str] = typer.Option([], "--env", help="NAME=VALUE exported in the job (repeat)."),
+        variant: _Variants = [], profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
+        data: _Data = None, model: _Model = None, name: _Name = None, time_limit: _Time = None,
+        train_arg: _TrainArgs = [], array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
+        env: _Env = [], command: _Command = None,
         dependency: Optional[str] = typer.Option(None, "--dependency", "-d", help="e.g. afterok:123 (chain prep -> train -> eval)."),
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
-        command: List[str] = typer.Argument(None, help="A command to run instead of training (after '--')."),
     ) -> None:
         from slurm.bridge import SlurmBridge
         from slurm.errors import SlurmError
