@@ -12,17 +12,11 @@ from latxa.commands._common import OutputFormat, emit_json, example
 
 
 def _records_from_db(db: Optional[str]) -> list[dict]:
-    from serving.arena.app import Arena  # noqa: F401  (keeps the import cost in one place)
-    from serving.arena.db import Participant, Vote, open_db
-    from sqlalchemy import select
+    from serving.arena.db import open_db, rated_votes
 
     _, sf = open_db(db)
     with sf() as s:
-        rows = s.execute(select(Vote.model_a, Vote.model_b, Vote.winner, Vote.winner_content, Vote.winner_language)
-                         .join(Participant, Participant.id == Vote.participant_id)
-                         .where(Vote.is_control.is_(False), Participant.flagged.is_(False))
-                         .order_by(Vote.created_at)).all()
-    return [dict(model_a=a, model_b=b, winner=w, winner_content=c, winner_language=l) for a, b, w, c, l in rows]
+        return rated_votes(s)
 
 
 def register(app: typer.Typer) -> None:

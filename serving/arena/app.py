@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.arena.abuse import RateLimiter, outlier_test
-from serving.arena.db import Battle, Participant, Session, Setting, Turn, Vote, utcnow
+from serving.arena.db import Battle, Participant, Session, Setting, Turn, Vote, rated_votes, utcnow
 from serving.arena.sampling import PairSampler
 from serving.ratings import derive_winner
 from serving.registry import ArenaSettings
@@ -268,13 +268,6 @@ class Arena:
             raise ApiError(404, "not_found", "There is no such battle.")
         return b
 
-    def rated_votes(self, s) -> list[dict]:
-        rows = s.execute(select(Vote.model_a, Vote.model_b, Vote.winner, Vote.winner_content, Vote.winner_language)
-                         .join(Participant, Participant.id == Vote.participant_id)
-                         .where(Vote.is_control.is_(False), Participant.flagged.is_(False))
-                         .order_by(Vote.created_at)).all()
-        return [dict(model_a=a, model_b=b, winner=w, winner_content=c, winner_language=l) for a, b, w, c, l in rows]
-
     def leaderboard(self) -> dict:
         from serving.ratings import compute_ratings, votes_from_records
 
@@ -282,7 +275,7 @@ class Arena:
         if self._leaderboard and now - self._leaderboard[0] < self.settings.leaderboard_cache_seconds:
             return self._leaderboard[1]
         with self.sf() as s:
-            records = self.rated_votes(s)
+            records = rated_votes(s)
         res = compute_ratings(votes_from_records(records, "database"), self.settings.leaderboard_bootstrap, seed=0)
         out = {"votes": len(records), "updated_at": _iso(utcnow()), "ratings": res["ratings"]}
         self._leaderboard = (now, out)

@@ -147,3 +147,15 @@ def open_db(url: str | None = None) -> tuple[Engine, sessionmaker]:
     engine = make_engine(url)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def rated_votes(session) -> list[dict]:
+    """The votes that count in the ratings (no control battles, no flagged participants), oldest first, in the
+    published schema's fields."""
+    from sqlalchemy import select
+
+    rows = session.execute(select(Vote.model_a, Vote.model_b, Vote.winner, Vote.winner_content, Vote.winner_language)
+                           .join(Participant, Participant.id == Vote.participant_id)
+                           .where(Vote.is_control.is_(False), Participant.flagged.is_(False))
+                           .order_by(Vote.created_at)).all()
+    return [dict(model_a=a, model_b=b, winner=w, winner_content=c, winner_language=l) for a, b, w, c, l in rows]

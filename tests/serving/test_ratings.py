@@ -108,3 +108,32 @@ def test_cli_ratings_json_and_plots(cli, votes_file, tmp_path):
     missing = cli("arena", "ratings", "--votes", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "nope.jsonl: no such votes file" in missing.stderr
     assert "Example:" in cli("arena", "ratings", "--help").stdout
+
+
+def test_cli_ratings_from_the_arena_database_skip_flagged_voters(cli, make_arena, reg):
+    from sqlalchemy import update
+
+    from serving.arena.db import Participant, open_db
+
+    client, settings = make_arena()
+    voters = {name: reg(client, name) for name in ("itziar", "mikel")}
+    cast = {}
+    for name, h in voters.items():
+        for winner in ("model_a", "tie"):
+            bid = client.post("/api/battles", headers=h).json()["battle_id"]
+            client.post(f"/api/battles/{bid}/messages", headers=h, json={"content": "Kaixo", "stream": False})
+            v = client.post(f"/api/battles/{bid}/vote", headers=h, json={"content": winner, "language": winner})
+            assert v.status_code == 200, v.text
+            cast.setdefault(name, []).append(v.json())
+    _, sf = open_db(settings.database_url)
+    with sf() as s:   # an admin flags mikel: his votes must drop out of the ratings
+        s.execute(update(Participant).where(Participant.username == "mikel").values(flagged=True))
+        s.commit()
+    res = cli("arena", "ratings", "--db", settings.database_url, "--format", "json", "--bootstrap", "20", "--seed", "0")
+    assert res.returncode == 0, res.stderr
+    overall = json.loads(res.stdout)["ratings"]["overall"]
+    expected: dict[str, int] = {}
+    for v in cast["itziar"]:
+        for m in v["models"].values():
+            expected[m] = expected.get(m, 0) + 1
+    assert {m: r["battles"] for m, r in overall.items()} == expected
