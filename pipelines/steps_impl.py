@@ -1,14 +1,13 @@
 """What each pipeline step does, as plain functions (the KFP components in `steps.py` only call these).
 
 Steps talk to the other layers through their documented CLIs (`latxa data prepare`, `latxa train`,
-`latxa eval run`, the SLURM bridge) and to MLflow through `components.tracking`'s conventions:
+`latxa eval run`) or, for SLURM, the bridge's KFP entry point (`slurm.kfp_bridge.train_job`), and to MLflow through `components.tracking`'s conventions:
 the pipeline owns one MLflow run per variant (created by `start_run`, handed to the training step
 as ``MLFLOW_RUN_ID`` so training logs into the same run), every step tags it with its KFP task.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -180,44 +179,26 @@ def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
 def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
                 experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
                 prepare_task: str, data: str, model_out: str) -> dict:
-    """`latxa slurm submit` (the SLURM bridge) then `latxa slurm wait`; the job runs `latxa train` in the allocation.
+    """Train through the SLURM bridge (``slurm.kfp_bridge.train_job``: submit, wait while reporting, resubmit on
+    TIMEOUT/PREEMPTED/NODE_FAIL, fail with the log tail); the job runs `latxa train` in the allocation.
 
     The tracking URI must be reachable from the compute nodes (on Leonardo: through the login node's proxy or
     an MLflow server inside the HPC network). The job's training writes ``<out>/run.json`` with its MLflow run id.
     """
-    import re
+    from slurm.errors import SlurmError
+    from slurm.kfp_bridge import train_job
 
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
     out_dir = Path(model_out).parent / "train"
-    args = ["slurm", "submit", "--variant", variant, "--profile", cluster, "--out", str(out_dir), "--data", data,
-            "--format", "json", "--env", f"MLFLOW_TRACKING_URI={uri}"]
-    if profile:
-        args += ["--study-profile", profile]
-    if base_model:
-        args += ["--model", base_model]
-    if config_path:
-        args += ["--config", config_path]
-    args += [f"--train-arg=--experiment={experiment}", f"--train-arg=--tracking-uri={uri}"]
-    if max_steps:
-        args += [f"--train-arg=--max-steps={int(max_steps)}"]
-    if sweep_run_id:
-        args += [f"--train-arg=--parent-run-id={sweep_run_id}"]
-    cmd = [latxa_exe(), *args]
-    print("+ " + " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    print(proc.stdout + proc.stderr, flush=True)
-    if proc.returncode != 0:
-        raise StepError(f"SLURM submission of {variant} failed with exit status {proc.returncode}.")
+    train_args = [f"--experiment={experiment}"] + ([f"--parent-run-id={sweep_run_id}"] if sweep_run_id else [])
     try:
-        job_id = str(json.loads(proc.stdout).get("job_id"))
-    except (json.JSONDecodeError, AttributeError):
-        found = re.findall(r"\b(\d+)\b", proc.stdout)
-        job_id = found[-1] if found else ""
-    if not job_id:
-        raise StepError("the SLURM bridge printed no job id.")
-    run_cli(["slurm", "wait", job_id, "--profile", cluster], what=f"SLURM job {job_id}")
-    run_file = out_dir / "run.json"
-    info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+        res = train_job(variant=variant, profile=cluster, study_profile=profile or None, data=data, out=str(out_dir),
+                        model=base_model or None, config=config_path or None, tracking_uri=uri,
+                        max_steps=max_steps or None, env={"MLFLOW_TRACKING_URI": uri}, train_args=train_args,
+                        poll_s=1.0, max_poll_s=30.0)
+    except SlurmError as err:
+        raise StepError(f"SLURM training of {variant} failed: {err}") from err
+    job_id, info = res["job_id"], res["run"]
     run_id = info.get("mlflow_run_id") or ""
     if run_id:
         logger = tracking.BufferedRunLogger(run_id, uri)

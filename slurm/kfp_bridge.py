@@ -1,9 +1,10 @@
 """What Kubeflow steps call: submit a training job through the bridge, wait while reporting, return the results.
 
-``train_and_wait`` is the hook ``pipelines.steps_impl.train_slurm`` looks for (returns the job id);
-``train_job`` returns everything the ``slurm_train`` KFP component outputs (job id, state, model folder,
-MLflow run id, resubmissions). Both raise :class:`~slurm.errors.JobFailedError` (the step fails) when the
-job does not complete, after printing the log tail.
+``train_job`` is the one implementation behind both KFP wrappers: the standalone ``slurm_train`` component
+(components/kfp/slurm_train.py) and the study pipelines' ``slurm-train-model`` step
+(``pipelines.steps_impl.train_slurm``). It returns the job id, state, model folder, MLflow run id, resubmissions
+and ``latxa train``'s run file, and raises :class:`~slurm.errors.JobFailedError` (the step fails) when the job
+does not complete, after printing the log tail.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ def _report(t0: float):
 def train_job(*, variant: str, profile: str = "local", study_profile: str | None = None, data: str | None = None,
               out: str, model: str | None = None, config: str | None = None, tracking_uri: str | None = None,
               max_steps: int | None = None, env: Mapping[str, str] | None = None, timeout_s: float | None = None,
-              max_resubmits: int | None = None, poll_s: float = 5.0, max_poll_s: float = 60.0) -> dict:
-    """Submit one variant's Ray Train job, wait (resubmitting on TIMEOUT/PREEMPTED/NODE_FAIL), return its results."""
+              max_resubmits: int | None = None, poll_s: float = 5.0, max_poll_s: float = 60.0,
+              train_args: list[str] | None = None) -> dict:
+    """Submit one variant's Ray Train job, wait (resubmitting on TIMEOUT/PREEMPTED/NODE_FAIL), return its results.
+
+    ``train_args`` are extra arguments for ``latxa train`` (e.g. ``--experiment=NAME``)."""
     prof = load_profile(profile).for_study(study_profile or None, config or None)
-    train_args = []
+    train_args = list(train_args or [])
     if tracking_uri:
         train_args += ["--tracking-uri", tracking_uri]
     if max_steps:
@@ -53,7 +57,7 @@ def train_job(*, variant: str, profile: str = "local", study_profile: str | None
     model_dir = run.get("model") or f"{out}/model"
     return {"job_id": st.job_id, "state": st.state, "attempts": st.attempts, "model": model_dir,
             "mlflow_run_id": run.get("mlflow_run_id") or (env or {}).get("MLFLOW_RUN_ID", ""),
-            "log": bridge.record(st.job_id).log_for(st.job_id) if bridge.record(st.job_id) else None}
+            "log": bridge.record(st.job_id).log_for(st.job_id) if bridge.record(st.job_id) else None, "run": run}
 
 
 def _read_run_file(bridge: SlurmBridge, out: str) -> dict:
@@ -66,14 +70,3 @@ def _read_run_file(bridge: SlurmBridge, out: str) -> dict:
     except json.JSONDecodeError:
         raise SlurmError(f"{out}/run.json is not valid JSON.") from None
 
-
-def train_and_wait(*, variant: str, profile: str, study_profile: str | None = None, config: str | None = None,
-                   model: str | None = None, data: str | None = None, out: str, tracking_uri: str | None = None,
-                   env: Mapping[str, str] | None = None, **kw) -> str:
-    """The pipelines' hook: train through the bridge and return the SLURM job id (raises if the job fails)."""
-    env = dict(env or {})
-    if tracking_uri:
-        env.setdefault("MLFLOW_TRACKING_URI", tracking_uri)
-    res = train_job(variant=variant, profile=profile, study_profile=study_profile, config=config, model=model,
-                    data=data, out=out, tracking_uri=tracking_uri, env=env, **kw)
-    return res["job_id"]
