@@ -149,6 +149,18 @@ def _aggregate(job_id: str, tasks: list[TaskStatus]) -> tuple[str, int | None, i
     return states[0], max((t.exit_code or 0) for t in tasks), None, None
 
 
+def _retry_tasks(st: JobStatus) -> list[int] | None:
+    """What to resubmit after a terminal status: None (nothing: it completed, or failed for a reason a rerun will
+    not fix), [] (the whole job) or an array's task indices that hit TIMEOUT/PREEMPTED/NODE_FAIL. An array with
+    any task FAILED, OUT_OF_MEMORY or CANCELLED is not resubmitted: that needs a person."""
+    if not st.tasks:
+        return [] if st.state in RETRYABLE else None
+    bad = [t for t in st.tasks if t.state != "COMPLETED"]
+    if not bad or any(t.state not in RETRYABLE for t in bad):
+        return None
+    return [int(t.job_id.rsplit("_", 1)[1]) for t in bad]
+
+
 class SlurmBridge:
     """Submit and follow jobs on one cluster profile."""
 
@@ -198,8 +210,10 @@ class SlurmBridge:
                              variants=list(job.variants), out=job.out))
         return job_id
 
-    def _sbatch(self, script: str, jobdir: str, dependency: str | None, hold: bool) -> str:
+    def _sbatch(self, script: str, jobdir: str, dependency: str | None, hold: bool, array: str | None = None) -> str:
         argv = ["sbatch", "--parsable", f"--chdir={jobdir}"]
+        if array:   # overrides the script's own #SBATCH --array (a resubmission of some tasks only)
+            argv.append(f"--array={array}")
         if dependency:
             argv.append(f"--dependency={dependency}")
         if hold:
@@ -212,16 +226,25 @@ class SlurmBridge:
         job_id = res.stdout.strip().split(";")[0]
         return safety.job_id(job_id)
 
-    def resubmit(self, job_id: str) -> str:
-        """Submit a finished job's staged script again (training resumes from its latest checkpoint)."""
+    def resubmit(self, job_id: str, tasks: list[int] | None = None) -> str:
+        """Submit a finished job's staged script again (training resumes from its latest checkpoint).
+
+        ``tasks``: for an array, only these task indices run again (the array's %N limit is kept), so a sweep
+        whose variant 3 hit the time limit retrains variant 3 alone."""
         rec = self.record(job_id)
         if rec is None:
             raise SlurmError(f"Job {job_id} was not submitted through this bridge, so it cannot be resubmitted.")
-        new_id = self._sbatch(rec.script, rec.jobdir, None, False)
+        array = None
+        if tasks:
+            if not rec.array:
+                raise SlurmError(f"Job {job_id} is not an array, so it has no tasks to resubmit.")
+            limit = rec.array.partition("%")[2]
+            array = ",".join(str(int(t)) for t in sorted(set(tasks))) + (f"%{int(limit)}" if limit else "")
+        new_id = self._sbatch(rec.script, rec.jobdir, None, False, array=array)
         rec.next = new_id
         self._save(rec)
         self._save(JobRecord(**{**asdict(rec), "job_id": new_id, "previous": [*rec.previous, rec.job_id], "next": None,
-                                "dependency": None}))
+                                "dependency": None, "array": array or rec.array}))
         return new_id
 
     # ------------------------------------------------------------------------------------------ status
@@ -413,8 +436,9 @@ class SlurmBridge:
                 if on_update:
                     on_update(st)
             if st.terminal:
-                if st.state in RETRYABLE and len(attempts) < resubmit and not st.tasks:
-                    new_id = self.resubmit(job_id)
+                retry = _retry_tasks(st)
+                if retry is not None and len(attempts) < resubmit:
+                    new_id = self.resubmit(job_id, tasks=retry or None)
                     attempts.append(job_id)
                     job_id, last_state, delay = new_id, None, poll
                     continue

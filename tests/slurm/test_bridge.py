@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -102,8 +103,39 @@ def test_job_array(bridge, tmp_path):
     # one failing task makes the array FAILED, and the status names it
     bad = bridge.submit(render_command(bridge.profile, ["bash", "-c", "exit $SLURM_ARRAY_TASK_ID"], name="arr-bad",
                                        time="2", array="0-1"))
-    st = bridge.wait(bad, timeout=120, poll=0.3, raise_on_failure=False)
+    st = bridge.wait(bad, timeout=120, poll=0.3, raise_on_failure=False, resubmit=2)
     assert st.state == "FAILED" and {t.job_id: t.state for t in st.tasks} == {f"{bad}_0": "COMPLETED", f"{bad}_1": "FAILED"}
+    assert st.attempts == []   # a task that failed is not resubmitted: a rerun would fail the same way
+
+
+def test_array_tasks_lost_to_a_node_failure_are_resubmitted_alone(bridge, tmp_path):
+    """A sweep whose one task dies with its node (NODE_FAIL) reruns that task only; the finished ones stay done."""
+    marker = tmp_path / "task1-started"
+    code = (f"if [ $SLURM_ARRAY_TASK_ID = 1 ] && [ ! -e {marker} ]; then touch {marker}; sleep 600; fi; "
+            f"echo ran >> {tmp_path}/ran$SLURM_ARRAY_TASK_ID")
+    first = bridge.submit(render_command(bridge.profile, ["bash", "-c", code], name="arr-nodefail", time="10",
+                                         array="0-2%3"))
+    deadline = time.monotonic() + 120
+    while not (marker.exists() and (tmp_path / "ran0").exists() and (tmp_path / "ran2").exists()):
+        assert time.monotonic() < deadline, bridge.status(first).as_dict()
+        time.sleep(0.2)
+    try:   # the node goes down under the running task: SLURM ends it NODE_FAIL
+        subprocess.run(["scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=latxa-test"], check=True,
+                       capture_output=True)
+        while not bridge.status(first).terminal:
+            assert time.monotonic() < deadline, bridge.status(first).as_dict()
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["scontrol", "update", "NodeName=localhost", "State=RESUME"], capture_output=True)
+    lost = bridge.status(first)
+    assert lost.state == "NODE_FAIL", lost.as_dict()
+    assert {t.job_id: t.state for t in lost.tasks} == {f"{first}_0": "COMPLETED", f"{first}_1": "NODE_FAIL",
+                                                       f"{first}_2": "COMPLETED"}
+    st = bridge.wait(first, timeout=180, poll=0.3, resubmit=1)
+    assert st.state == "COMPLETED" and st.attempts == [first] and st.job_id != first
+    assert [t.job_id for t in st.tasks] == [f"{st.job_id}_1"]          # only the lost task ran again
+    assert bridge.record(st.job_id).array == "1%3"                      # with the sweep's parallelism limit
+    assert [(tmp_path / f"ran{i}").read_text() for i in range(3)] == ["ran\n"] * 3
 
 
 def test_afterok_chain(bridge, tmp_path):
