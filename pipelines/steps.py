@@ -65,9 +65,9 @@ def evaluate_model(variant: str, suite: str, limit: int, experiment: str, mlflow
                    kfp_run_id: str, kfp_task: str, model: Input[Model], metrics: Output[Metrics],
                    results: Output[Artifact]) -> str:
     """lm-eval through the evaluation layer (`run_eval`, `aggregate`, `log_evaluation`), logged as a nested run of
-    the variant's run in the pipeline's experiment, tagged with this KFP task. Same outputs as
-    components/kfp/eval.py's `evaluate`, which has no experiment parameter (its nested runs would land in the
-    default experiment)."""
+    the variant's run in the pipeline's experiment, tagged with this KFP task. Same body
+    (`components.eval.mlflow_log.evaluate_and_log`) and outputs as components/kfp/eval.py's `evaluate`; this
+    wrapper adds the KFP provenance tags and always logs."""
     from pipelines import steps_impl
 
     values, eval_run_id, results_json = steps_impl.evaluate(model.path, suite, limit, results.path, variant,

@@ -81,20 +81,14 @@ def evaluate(model: str, suite: str, limit: int, out: str, variant: str, run_id:
              experiment: str, kfp_run_id: str, kfp_task: str) -> tuple[dict[str, float], str, str]:
     """lm-eval on the exported model, aggregated and logged by the evaluation layer as a nested run of the variant
     run (same experiment), tagged with this KFP task. Returns (metrics, eval run id, results JSON path)."""
-    from components.eval.aggregate import aggregate
-    from components.eval.mlflow_log import log_evaluation, metrics_of
-    from components.eval.runner import run_eval
+    from components.eval.mlflow_log import evaluate_and_log
 
-    res = run_eval(model, suite, out, limit=limit or None, name=variant)
-    agg = aggregate([out], suite=suite)
-    values = metrics_of(agg["models"][res.spec.name], suite)
-    uri = tracking.resolve_tracking_uri(tracking_uri or None)
-    eval_run = log_evaluation(out, res.spec.name, suite=suite, variant=variant, tracking_uri=uri, experiment=experiment,
-                              parent_run_id=run_id or None, params={"eval.limit": limit},
-                              extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
-    print(f"evaluated {variant} on {suite}: {agg['models'][res.spec.name]['languages']}; MLflow run {eval_run} "
-          f"nested under {run_id}", flush=True)
-    return values, eval_run, str(res.results_path)
+    step = evaluate_and_log(model, suite, out, limit=limit or None, name=variant, variant=variant,
+                            parent_run_id=run_id or None, tracking_uri=tracking.resolve_tracking_uri(tracking_uri or None),
+                            experiment=experiment, extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
+    print(f"evaluated {variant} on {suite}: {step.languages}; MLflow run {step.mlflow_run_id} nested under {run_id}",
+          flush=True)
+    return step.metrics, step.mlflow_run_id, str(step.run.results_path)
 
 
 # ---------------------------------------------------------------------------------------------

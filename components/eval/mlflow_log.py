@@ -9,10 +9,15 @@ the aggregate JSON, the markdown tables and the PNG plots.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components import tracking
 from components.eval.errors import EvalError
+
+if TYPE_CHECKING:
+    from components.eval.runner import EvalRun
 
 
 def metrics_of(model_table: dict, suite: str) -> dict[str, float]:
@@ -105,3 +110,35 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
         raise
     return run_id
 
+
+
+@dataclass
+class EvalStep:
+    """What an evaluation step produced: the run, its flat metrics, its language means, the MLflow run id ('' if
+    not logged)."""
+
+    run: "EvalRun"
+    metrics: dict[str, float]
+    languages: dict
+    mlflow_run_id: str = ""
+
+
+def evaluate_and_log(target: str, suite: str, out: str | Path, *, limit: int | None = None, name: str | None = None,
+                     tasks: list[str] | None = None, served_model: str | None = None, device: str = "cpu",
+                     log: bool = True, variant: str | None = None, parent_run_id: str | None = None,
+                     tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
+                     extra_tags: dict | None = None) -> EvalStep:
+    """lm-eval on ``target`` into ``out``, aggregated, and (with ``log``) logged as a nested MLflow run: the one
+    body behind both KFP wrappers (components/kfp/eval.py and the study pipelines' evaluate step)."""
+    from components.eval.aggregate import aggregate
+    from components.eval.runner import run_eval
+
+    res = run_eval(target, suite, out, limit=limit, name=name, tasks=tasks, served_model=served_model, device=device)
+    table = aggregate([out], suite=suite)["models"][res.spec.name]
+    step = EvalStep(res, metrics_of(table, suite), table["languages"])
+    if log:
+        step.mlflow_run_id = log_evaluation(out, res.spec.name, suite=suite, variant=variant, tracking_uri=tracking_uri,
+                                            experiment=experiment, parent_run_id=parent_run_id,
+                                            params={"eval.limit": limit or 0, "eval.lm_type": res.spec.lm_type},
+                                            extra_tags=extra_tags)
+    return step

@@ -187,7 +187,8 @@ def test_kfp_component_under_kfp_local(tiny_model, tmp_path):
         @dsl.pipeline(name="eval-tiny")
         def pipe(model_dir: str):
             imp = dsl.importer(artifact_uri=model_dir, artifact_class=Model, reimport=False)
-            evaluate(suite="eu-mini", model=imp.output, limit=2, tasks="eu_mini_qnli", variant="exp_1_101")
+            evaluate(suite="eu-mini", model=imp.output, limit=2, tasks="eu_mini_qnli", variant="exp_1_101",
+                     experiment="kfp-eval")
 
         pipe(model_dir=str(tiny_model))
     finally:
@@ -206,5 +207,7 @@ def test_kfp_component_under_kfp_local(tiny_model, tmp_path):
     assert metrics["eval.eu-mini.eu_mini_qnli"] == pytest.approx(100 * data["results"]["eu_mini_qnli"]["acc,none"])
     assert metrics["eval.eu-mini.n_tasks_eu"] == 1
     assert out["parameterValues"]["Output"] == str(results_json)
-    run = MlflowClient(tracking_uri=uri).get_run(results["metadata"]["mlflow_run_id"])
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(results["metadata"]["mlflow_run_id"])
     assert run.data.tags["variant"] == "exp_1_101" and "mlflow.parentRunId" in run.data.tags
+    assert client.get_experiment(run.info.experiment_id).name == "kfp-eval"     # the experiment parameter
