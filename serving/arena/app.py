@@ -153,11 +153,11 @@ class VoteWriter:
     resolves each vote's future; a vote is acknowledged only after its transaction committed. If a batch hits a
     unique-constraint conflict (two submissions for one battle), its votes are retried one by one."""
 
-    def __init__(self, session_factory, max_batch: int = 512):
+    def __init__(self, engine, max_batch: int = 512):
         import queue
         import threading
 
-        self.engine = session_factory.kw["bind"]
+        self.engine = engine
         self.max_batch = max_batch
         self.q: "queue.SimpleQueue" = queue.SimpleQueue()
         threading.Thread(target=self._run, name="vote-writer", daemon=True).start()
@@ -221,7 +221,8 @@ class Arena:
         self.rng = rng or random.Random()
         self.sampler = PairSampler(backends.names(), self.rng)
         self.busy: set[str] = set()
-        self.writer = VoteWriter(session_factory)
+        self.engine = session_factory.kw["bind"]   # for the hot paths that use Core SQL instead of sessions
+        self.writer = VoteWriter(self.engine)
         self._tokens: dict[str, tuple[Participant, dt.datetime, float]] = {}  # token hash -> (who, expiry, cached at)
         self._leaderboard: tuple[float, dict] | None = None
         with self.sf() as s:
@@ -588,7 +589,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
             # the request under load.
             if len(battle_id) > 40:
                 raise ApiError(404, "not_found", "There is no such battle.")
-            with arena.writer.engine.connect() as conn:
+            with arena.engine.connect() as conn:
                 row = conn.execute(vote_check, {"battle_id": battle_id}).first()
             if row is None or row[0] != p.id:
                 raise ApiError(404, "not_found", "There is no such battle.")
