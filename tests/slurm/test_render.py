@@ -26,7 +26,13 @@ STUBS = {
     "srun": '#!/bin/bash\nprintf "%s\\n" "srun $*" >> "$CALLS"\nexec sleep 60\n',
     "module": '#!/bin/bash\nprintf "%s\\n" "module $*" >> "$CALLS"\n',
     "hostname": '#!/bin/bash\necho 10.1.2.3\n',
-    "python": '#!/bin/bash\nif [ "$1" = -c ]; then echo faketoken; exit 0; fi\nprintf "%s\\n" "python $*" >> "$CALLS"\n',
+    # python: the token one-liner, or slurm.raywait, which (like the real one) returns only once --nodes N nodes
+    # joined, i.e. N srun stubs recorded themselves (without this, cleanup can kill a stub before it writes)
+    "python": '#!/bin/bash\nif [ "$1" = -c ]; then echo faketoken; exit 0; fi\nprintf "%s\\n" "python $*" >> "$CALLS"\n'
+              'if [ "$2" = slurm.raywait ]; then\n'
+              '  n=$(printf "%s\\n" "$*" | sed -n "s/.*--nodes \\([0-9]*\\).*/\\1/p")\n'
+              '  for i in $(seq 1 400); do [ "$(grep -c "^srun " "$CALLS")" -ge "$n" ] && exit 0; sleep 0.1; done\n'
+              '  exit 1\nfi\n',
     "latxa": '#!/bin/bash\nprintf "%s\\n" "latxa $*" >> "$CALLS"\nfor a in "$@"; do printf "ARG<%s>\\n" "$a" >> "$CALLS"; done\n'
              'env | grep -E "^(RAY_ADDRESS|RAY_AUTH_MODE|NCCL_TIMEOUT|HF_HUB_OFFLINE)=" >> "$CALLS"\nexit "${FAKE_TRAIN_RC:-0}"\n',
 }
