@@ -111,7 +111,6 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
     return run_id
 
 
-
 @dataclass
 class EvalStep:
     """What an evaluation step produced: the run, its flat metrics, its language means, the MLflow run id ('' if
