@@ -1,18 +1,15 @@
 """What each pipeline step does, as plain functions (the KFP components in `steps.py` only call these).
 
-Steps talk to the other layers through their documented CLIs (`latxa data prepare`, `latxa train`,
-`latxa eval run`) or, for SLURM, the bridge's KFP entry point (`slurm.kfp_bridge.train_job`), and to MLflow through `components.tracking`'s conventions:
-the pipeline owns one MLflow run per variant (created by `start_run`, handed to the training step
-as ``MLFLOW_RUN_ID`` so training logs into the same run), every step tags it with its KFP task.
+Data preparation and local training are the layers' own KFP components (components/kfp); the steps here call
+the other layers' Python entry points (evaluation: `components.eval.mlflow_log.evaluate_and_log`; SLURM
+training: `slurm.kfp_bridge.train_job`) and talk to MLflow through `components.tracking`'s conventions: training
+creates the variant's run, and every step tags it with its KFP task.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 from components import tracking
 from latxa.errors import LatxaError
@@ -20,20 +17,6 @@ from latxa.errors import LatxaError
 
 class StepError(LatxaError):
     """A pipeline step could not do its work (one sentence; the step's log has the details)."""
-
-
-def latxa_exe() -> str:
-    exe = Path(sys.executable).with_name("latxa")
-    return str(exe) if exe.exists() else "latxa"
-
-
-def run_cli(args: list[str], env: dict[str, str] | None = None, what: str = "") -> None:
-    """Run a `latxa` verb, streaming its output into the step's log; raise StepError on failure."""
-    cmd = [latxa_exe(), *args]
-    print("+ " + " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {})})
-    if proc.returncode != 0:
-        raise StepError(f"{what or 'latxa ' + args[0]} failed with exit status {proc.returncode} (command: {' '.join(cmd)}).")
 
 
 def _client(uri: str):

@@ -55,9 +55,10 @@ def train_job(*, variant: str, profile: str = "local", study_profile: str | None
         raise
     run = _read_run_file(bridge, out)
     model_dir = run.get("model") or f"{out}/model"
+    rec = bridge.record(st.job_id)
     return {"job_id": st.job_id, "state": st.state, "attempts": st.attempts, "model": model_dir,
             "mlflow_run_id": run.get("mlflow_run_id") or (env or {}).get("MLFLOW_RUN_ID", ""),
-            "log": bridge.record(st.job_id).log_for(st.job_id) if bridge.record(st.job_id) else None, "run": run}
+            "log": rec.log_for(st.job_id) if rec else None, "run": run}
 
 
 def _read_run_file(bridge: SlurmBridge, out: str) -> dict:
@@ -69,4 +70,3 @@ def _read_run_file(bridge: SlurmBridge, out: str) -> dict:
         return json.loads(text)
     except json.JSONDecodeError:
         raise SlurmError(f"{out}/run.json is not valid JSON.") from None
-
