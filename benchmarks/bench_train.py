@@ -139,13 +139,11 @@ def main() -> None:
     print("plain loop (packed, again) ...", flush=True)
     res["plain_packed_b"] = plain_loop(model, packed, **common)
     plain = (res["plain_packed_a"]["tokens_per_s"] + res["plain_packed_b"]["tokens_per_s"]) / 2
+    plain_cpu = (res["plain_packed_a"]["tokens_per_cpu_s"] + res["plain_packed_b"]["tokens_per_cpu_s"]) / 2
     res["ratios"] = {
         "overhead_ray1_vs_plain": plain / res["ray_1"]["tokens_per_s"],
-        "overhead_ray1_vs_plain_cpu_time": (res["plain_packed_a"]["tokens_per_cpu_s"] + res["plain_packed_b"]["tokens_per_cpu_s"])
-        / 2 / res["ray_1"]["tokens_per_cpu_s"],
-        "overhead_ray2_per_worker_vs_plain_cpu_time": (res["plain_packed_a"]["tokens_per_cpu_s"]
-                                                       + res["plain_packed_b"]["tokens_per_cpu_s"]) / 2
-        / res["ray_2"]["tokens_per_cpu_s"],
+        "overhead_ray1_vs_plain_cpu_time": plain_cpu / res["ray_1"]["tokens_per_cpu_s"],
+        "overhead_ray2_per_worker_vs_plain_cpu_time": plain_cpu / res["ray_2"]["tokens_per_cpu_s"],
         "packed_vs_padded_trainable_tokens_per_cpu_s": res["plain_packed_a"]["trainable_tokens_per_cpu_s"]
         / res["plain_padded"]["trainable_tokens_per_cpu_s"],
         "speedup_ray2_vs_plain": res["ray_2"]["tokens_per_s"] / plain,
