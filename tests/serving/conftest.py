@@ -50,10 +50,12 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
     clients = []
 
     def make(**overrides):
-        url = (request.getfixturevalue("postgres_url") if arena_db == "postgresql" and not clients else
-               f"sqlite:///{tmp_path}/arena-{len(clients)}.db")
-        if arena_db == "postgresql" and clients:
-            raise RuntimeError("one PostgreSQL arena per test")
+        if arena_db == "postgresql":
+            if clients:
+                raise RuntimeError("one PostgreSQL arena per test")
+            url = request.getfixturevalue("postgres_url")
+        else:
+            url = f"sqlite:///{tmp_path}/arena-{len(clients)}.db"
         base = dict(database_url=url, min_reading_seconds=0.0,
                     admin_token="admin-secret", rate_votes_per_minute=1000, rate_battles_per_minute=1000,
                     rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000, rate_requests_per_minute_ip=100000,

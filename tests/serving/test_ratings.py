@@ -132,8 +132,5 @@ def test_cli_ratings_from_the_arena_database_skip_flagged_voters(cli, make_arena
     res = cli("arena", "ratings", "--db", settings.database_url, "--format", "json", "--bootstrap", "20", "--seed", "0")
     assert res.returncode == 0, res.stderr
     overall = json.loads(res.stdout)["ratings"]["overall"]
-    expected: dict[str, int] = {}
-    for v in cast["itziar"]:
-        for m in v["models"].values():
-            expected[m] = expected.get(m, 0) + 1
-    assert {m: r["battles"] for m, r in overall.items()} == expected
+    expected = collections.Counter(m for v in cast["itziar"] for m in v["models"].values())
+    assert {m: r["battles"] for m, r in overall.items()} == dict(expected)
