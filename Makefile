@@ -22,12 +22,13 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false
 export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 
-.PHONY: help venv sysdeps demo test test-fast k8s-check slurm-up slurm-down arena arena-tools clean
+.PHONY: help venv sysdeps demo test test-fast lint k8s-check slurm-up slurm-down arena arena-tools clean
 
 help:
 	@echo "make demo       - install and run the study pipeline on the embedded default (tiny model, sample data)"
 	@echo "make test       - install everything the tests need and run the whole suite"
 	@echo "make test-fast  - the suite without tests marked slow"
+	@echo "make lint       - ruff and the layer contracts (also part of make test)"
 	@echo "make venv       - create/update the virtual environment ($(VENV))"
 	@echo "make clean      - remove local state (.latxa) and caches"
 
@@ -49,8 +50,18 @@ sysdeps:
 demo: venv
 	$(BIN)/latxa demo
 
-test: venv sysdeps arena-tools
+test: venv sysdeps arena-tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff on the whole tree; the layer rules (pyproject.toml [tool.importlinter]) on the installed layout: the
+# wheel's own tree, where components/ really is latxa.components (import-linter reads packages from disk).
+LINT_DIR := build/lint
+lint: venv
+	$(BIN)/ruff check .
+	@rm -rf $(LINT_DIR) && mkdir -p $(LINT_DIR)
+	@$(BIN)/python -m pip wheel --no-deps --quiet --wheel-dir $(LINT_DIR) . 2>&1 | grep -v "^WARNING: Location" || true
+	@cd $(LINT_DIR) && $(abspath $(BIN))/python -m zipfile -e latxa_mlops-*.whl layout
+	cd $(LINT_DIR)/layout && PYTHONPATH=. $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -72,7 +83,7 @@ arena_ui/.web/node_modules: .tools/node_modules/.bin/bun | venv
 
 # Ray Serve with the local models + the arena API (latxa serve) + the Reflex UI on 127.0.0.1; prints the URL.
 arena: venv arena-tools
-	$(BIN)/python -m arena_ui.launch $(ARENA_ARGS)
+	$(BIN)/python -m latxa.arena_ui.launch $(ARENA_ARGS)
 
 # Kubernetes manifests and Dockerfiles, offline: kustomize build of every overlay, kubernetes-validate --strict,
 # KubeRay CRD schemas (../shared/schemas/kuberay), policy (docs/k8s.md). Also run by tests/k8s in make test.

@@ -1,6 +1,6 @@
 """Bring up the whole arena on 127.0.0.1: model serving + arena API, then the Reflex UI; Ctrl-C stops both.
 
-``make arena`` runs ``python -m arena_ui.launch``. The arena API is started with the serving layer's own CLI
+``make arena`` runs ``python -m latxa.arena_ui.launch``. The arena API is started with the serving layer's own CLI
 (``latxa serve``: Ray Serve with the local models and the arena API on one port), as a subprocess: this package
 never imports serving or training code. With ``--api-url`` an already running arena API is used instead.
 
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,31 +21,16 @@ from pathlib import Path
 
 import httpx
 
+from latxa.net import free_port
+
 UI_DIR = Path(__file__).resolve().parent
 REPO = UI_DIR.parent
 TOOLS_BIN = REPO / ".tools" / "node_modules" / ".bin"
-EXAMPLE = "make arena    # or: python -m arena_ui.launch --api-url http://127.0.0.1:8000"
+EXAMPLE = "make arena    # or: python -m latxa.arena_ui.launch --api-url http://127.0.0.1:8000"
 
 
 class LaunchError(RuntimeError):
     """A part of the stack did not come up; the message says which and where its log is."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A free port below Linux's ephemeral range (32768+), so that no process that binds port 0 in the meantime
-    (Ray starts several) can be handed the same port before our server binds it."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def reflex_env(extra: dict | None = None) -> dict:
@@ -194,7 +177,7 @@ class ArenaStack:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m arena_ui.launch",
+        prog="python -m latxa.arena_ui.launch",
         description="Serve the arena on 127.0.0.1: Ray Serve with the local models and the arena API (latxa serve), "
                     "then the Reflex UI. Prints the URL; Ctrl-C stops everything.",
         epilog=f"Example:\n\n  $ {EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = ArenaStack(ui_port=args.ui_port, api_port=args.api_port, api_url=args.api_url, log_dir=args.log_dir)
     if args.api_cmd:
         stack.api_cmd = shlex.split(args.api_cmd)
-    def on_signal(signum, _frame):  # SIGTERM stops everything like Ctrl-C
+    def on_signal(_signum, _frame):  # SIGTERM stops everything like Ctrl-C
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_signal)

@@ -26,7 +26,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from arena_ui.launch import ArenaStack  # noqa: E402
+from latxa.arena_ui.launch import ArenaStack  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -76,9 +76,10 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     args = ap.parse_args()
 
-    from components.tiny_model import ensure_tiny_model
-    from latxa.paths import tiny_model_dir
     from playwright.sync_api import sync_playwright
+
+    from latxa.components.tiny_model import ensure_tiny_model
+    from latxa.paths import tiny_model_dir
 
     tiny = ensure_tiny_model(tiny_model_dir())
     work = Path(tempfile.mkdtemp(prefix="arena-ui-bench-"))

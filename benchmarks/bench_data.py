@@ -66,7 +66,7 @@ def texts_of(cfg: Path, tok) -> list[str]:
     import yaml
 
     out = []
-    for name, src in yaml.safe_load(cfg.read_text())["sources"].items():
+    for src in yaml.safe_load(cfg.read_text())["sources"].values():
         for line in Path(src["files"][0]).read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             out.append(row["text"] if src["kind"] == "text" else
@@ -77,7 +77,7 @@ def texts_of(cfg: Path, tok) -> list[str]:
 def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Path, variant: str = "exp_2_111") -> dict:
     from transformers import PreTrainedTokenizerFast
 
-    from components.data import prepare
+    from latxa.components.data import prepare
 
     tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     texts = texts_of(cfg, tok)
@@ -105,7 +105,7 @@ def bench_throughput(cfg: Path, tok_dir: Path, seq_len: int, reps: int, work: Pa
 
 
 def bench_packing(tok_dir: Path, work: Path) -> list[dict]:
-    from components.data import prepare
+    from latxa.components.data import prepare
 
     rows = []
     for seq_len in (256, 2048, 8192):
@@ -119,7 +119,7 @@ def bench_packing(tok_dir: Path, work: Path) -> list[dict]:
 
 _RSS_CHILD = r"""
 import sys, time
-from components.data import prepare
+from latxa.components.data import prepare
 res = prepare("exp_2_111", sys.argv[2], config=sys.argv[1], tokenizer=sys.argv[3], seq_len=int(sys.argv[4]),
               use_cache=False, progress=False)
 print(res.stats["tokens"])
@@ -180,14 +180,14 @@ def bench_naive(cfg: Path, tok_dir: Path, seq_len: int, work: Path) -> dict:
     import yaml
     from transformers import PreTrainedTokenizerFast
 
-    from components.data import prepare
+    from latxa.components.data import prepare
 
     datasets.disable_progress_bars()
     tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     cache = work / "naive-cache"
     t0 = time.perf_counter()
     parts = []
-    for name, src in yaml.safe_load(cfg.read_text())["sources"].items():
+    for src in yaml.safe_load(cfg.read_text())["sources"].values():
         ds = datasets.load_dataset("json", data_files=src["files"], split="train", cache_dir=str(cache))
         if src["kind"] == "chat":
             def fn(batch):
@@ -235,7 +235,7 @@ def main() -> None:
                     help="only the throughput ratio: the mixture, corpus-only and conversations-only inputs")
     args = ap.parse_args()
 
-    from components.tiny_model import ensure_tiny_model
+    from latxa.components.tiny_model import ensure_tiny_model
 
     tok_dir = Path(args.tokenizer) if args.tokenizer else Path(ensure_tiny_model())
     scale = args.scale or (4 if args.quick else 8)

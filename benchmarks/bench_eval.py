@@ -40,9 +40,9 @@ def main() -> None:
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     from lm_eval import simple_evaluate
 
-    from components.eval.registry import default_registry
-    from components.eval.runner import model_spec, run_eval, simple_evaluate_kwargs, task_manager
-    from components.tiny_model import build_tiny_model
+    from latxa.components.eval.registry import default_registry
+    from latxa.components.eval.runner import model_spec, run_eval, simple_evaluate_kwargs, task_manager
+    from latxa.components.tiny_model import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     model = Path(args.model) if args.model else build_tiny_model(tmp / "tiny")
@@ -58,7 +58,7 @@ def main() -> None:
     def ours(i: int) -> tuple[float, float]:
         return timed(lambda: run_eval(str(model), "eu-mini", tmp / f"ours-{i}", limit=limit))
 
-    def direct(i: int) -> tuple[float, float]:
+    def direct(_i: int) -> tuple[float, float]:
         def go():
             spec = model_spec(str(model), check_loads=False)
             kwargs = simple_evaluate_kwargs(spec, suite.tasks, limit=limit, tm=task_manager(suite))

@@ -43,7 +43,7 @@ def direct(path: str, tokens: int, runs: int) -> dict:
         def __init__(self):
             self.calls, self.t_first = 0, None
 
-        def put(self, value):
+        def put(self, _value):
             self.calls += 1
             if self.calls == 2 and self.t_first is None:
                 self.t_first = time.perf_counter()
@@ -74,7 +74,7 @@ async def battles(base: str, concurrency: int) -> dict:
     import httpx
 
     async with httpx.AsyncClient(timeout=300) as client:
-        async def one(i: int):
+        async def one(_i: int):
             r = await client.post(f"{base}/api/participants", json={
                 "username": f"bench{next(_users)}_{os.getpid()}", "password": "pasahitza-8", "consent": True,
                 "basque_level": "C1", "education": "master"})
@@ -106,8 +106,9 @@ async def battles(base: str, concurrency: int) -> dict:
 def main() -> None:
     import yaml
 
-    from serving.arena.loadgen import free_port, wait_http
-    from serving.registry import load_serve_config
+    from latxa.net import free_port
+    from latxa.serving.arena.loadgen import wait_http
+    from latxa.serving.registry import load_serve_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=64)

@@ -83,7 +83,7 @@ def main() -> None:
                              "--limit", str(args.eval_limit), "--out", str(d / "eval"), "--variant", args.variant], 
                             {**env, "MLFLOW_TRACKING_URI": uri})
             direct.append(t_prep + t_train + t_eval)
-            t_pipe, log = run([LATXA, "pipeline", "run", "--local", "--variants", args.variant, "--model", str(tiny),
+            t_pipe, log = run([LATXA, "pipeline", "run", "--variants", args.variant, "--model", str(tiny),
                                "--max-steps", str(args.max_steps), "--eval-limit", str(args.eval_limit),
                                "--tracking-uri", uri, "--experiment", "bench-pipeline"], env)
             pipeline.append(t_pipe)

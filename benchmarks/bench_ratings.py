@@ -1,6 +1,6 @@
 """Ratings benchmark: 12,890 votes over 21 models, N bootstrap rounds (default 1000), three dimensions.
 
-Compares, in the same run, the batched Newton bootstrap of serving.ratings with the straightforward baseline
+Compares, in the same run, the batched Newton bootstrap of latxa.serving.ratings with the straightforward baseline
 (the public Chatbot Arena approach): one scikit-learn LogisticRegression refit per bootstrap round. Both
 draw the *same* resamples (vote indices from the same seed), so the ratings and CI bounds must agree; the
 multinomial fast path (what `latxa arena ratings` uses) is timed too.
@@ -36,12 +36,12 @@ def arena_models() -> list[str]:
 
 def synthesize(n: int = 12890, seed: int = 0) -> list[dict]:
     """Votes from a BT model with a tie band, content/language answered separately, winner by the reference rule."""
-    from serving.ratings import derive_winner
+    from latxa.serving.ratings import derive_winner
 
     rng = np.random.default_rng(seed)
     models = arena_models()
-    strength = {m: s for m, s in zip(models, rng.normal(0, 0.6, len(models)))}
-    lang_shift = {m: s for m, s in zip(models, rng.normal(0, 0.3, len(models)))}
+    strength = {m: s for m, s in zip(models, rng.normal(0, 0.6, len(models)), strict=True)}
+    lang_shift = {m: s for m, s in zip(models, rng.normal(0, 0.3, len(models)), strict=True)}
 
     def outcome(d: float) -> str:
         p = 1 / (1 + np.exp(-d))
@@ -61,8 +61,15 @@ def synthesize(n: int = 12890, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
-    from serving.ratings import (DIMENSIONS, bootstrap_bt, bootstrap_bt_sklearn, compute_ratings, fit_bt,
-                                 fit_bt_sklearn, votes_from_records)
+    from latxa.serving.ratings import (
+        DIMENSIONS,
+        bootstrap_bt,
+        bootstrap_bt_sklearn,
+        compute_ratings,
+        fit_bt,
+        fit_bt_sklearn,
+        votes_from_records,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--votes", type=int, default=12890)

@@ -3,7 +3,7 @@
 All figures come from one run of this script, on the same tiny model and the same data:
 
 1. plain: a single-process PyTorch loop (AdamW, the same block-diagonal mask and loss, no Ray, no DDP), 1 thread;
-2. ray-1: `components.train` on Ray Train with 1 CPU worker (1 thread), DDP path, no MLflow;
+2. ray-1: `latxa.components.train` on Ray Train with 1 CPU worker (1 thread), DDP path, no MLflow;
 3. ray-2: the same with 2 CPU workers (gloo all-reduce);
 4. plain on padded rows (one conversation per row) versus plain on packed rows: trainable tokens/s.
 
@@ -40,7 +40,7 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
     import torch
     from transformers import AutoModelForCausalLM
 
-    from components.train.data import epoch_order, open_packed, packed_attention_mask
+    from latxa.components.train.data import epoch_order, open_packed, packed_attention_mask
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
@@ -80,8 +80,8 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
 
 
 def ray_loop(model_dir: Path, data_dir: Path, workers: int, steps: int, warmup: int, micro_batch: int) -> dict:
-    from components.train.plan import TrainJob, plan_training
-    from components.train.runner import run_trainer
+    from latxa.components.train.plan import TrainJob, plan_training
+    from latxa.components.train.runner import run_trainer
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-ray{workers}-"))
     job = TrainJob(variant=VARIANT, data_dir=data_dir, out_dir=out / "run", model_dir=model_dir, num_workers=workers,
@@ -106,11 +106,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
-    from components.data import prepare
-    from components.tiny_model import build_tiny_model
-    from components.train.runner import start_ray
     from packing_helper import make_packed
+
+    from latxa.components.data import prepare
+    from latxa.components.tiny_model import build_tiny_model
+    from latxa.components.train.runner import start_ray
 
     torch.set_num_threads(1)          # a Ray CPU worker runs with OMP_NUM_THREADS=1: same for the baseline
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))

@@ -1,7 +1,7 @@
 """GPU training benchmark: bf16 DeepSpeed ZeRO-2 on ONE GPU, a ~0.9B-parameter Llama-shape model, packed rows.
 
 Needs a CUDA GPU (never run by the tests). It runs the project's own training loop
-(`components.train.loop.run_worker`, the code every Ray Train worker runs) in one process with a 1-rank NCCL
+(`latxa.components.train.loop.run_worker`, the code every Ray Train worker runs) in one process with a 1-rank NCCL
 group, on a random-init model (no download) and synthetic packed data (documents of random length, so the
 block-diagonal mask is exercised), and reports tokens/s and model FLOPs utilisation (MFU):
 
@@ -35,7 +35,7 @@ def build_model(out: Path, hidden: int, layers: int, heads: int, kv_heads: int, 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from components.tiny_model import train_tokenizer
+    from latxa.components.tiny_model import train_tokenizer
 
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=8192,
@@ -54,7 +54,6 @@ def build_model(out: Path, hidden: int, layers: int, heads: int, kv_heads: int, 
 
 def synthetic_packed(out: Path, rows: int, seq_len: int, vocab: int, seed: int = 0) -> Path:
     import numpy as np
-
     from packing_helper import pack, write_packed
 
     rng = np.random.default_rng(seed)
@@ -110,14 +109,15 @@ def main() -> None:
     torch.cuda.set_device(0)
     dist.init_process_group("nccl", rank=0, world_size=1)
 
-    from components.train.data import inspect_packed
-    from components.train.loop import LocalContext, run_worker
-    from components.train.plan import TrainPlan
+    from latxa.components.train.data import inspect_packed
+    from latxa.components.train.loop import LocalContext, run_worker
+    from latxa.components.train.plan import TrainPlan
 
     info = inspect_packed(data)
     plan = TrainPlan(
         variant=VARIANT, data_dir=str(data), out_dir=str(work / "out"), model_dir=str(work / "model"), run_name=VARIANT,
-        profile="bench-gpu", backend="gpu", world_size=1, deepspeed_stage=args.stage, offload_optimizer=False, seed=33,
+        profile="bench-gpu", backend="gpu", world_size=1, gpus_per_worker=1, cpus_per_worker=8,
+        deepspeed_stage=args.stage, offload_optimizer=False, seed=33,
         seq_len=args.seq_len, num_rows=info.num_rows, micro_batch_size=args.micro_batch, grad_accum=1,
         global_batch=args.micro_batch, steps_per_epoch=info.num_rows // args.micro_batch, total_steps=args.steps,
         padded_rows_per_epoch=0, shuffle=True, precision="bf16", gradient_checkpointing=not args.no_grad_ckpt,

@@ -55,8 +55,15 @@ def health_load(base: str, clients: int, duration: float) -> float:
 
 
 def main() -> None:
-    from serving.arena.loadgen import (LoadResult, free_port, kill, run_load, seed_battles, start_arena_server,
-                                       stored_vote_ids)
+    from latxa.net import free_port
+    from latxa.serving.arena.loadgen import (
+        LoadResult,
+        kill,
+        run_load,
+        seed_battles,
+        start_arena_server,
+        stored_vote_ids,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=20.0)

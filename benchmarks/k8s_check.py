@@ -53,11 +53,12 @@ def main() -> int:
           "| KubeRay CRDs | policy |")
     print("|---|---|---|---|---|---|---|")
     for overlay in check.default_overlays():
-        base, objs = median_time(lambda: check.build(overlay, "kubectl"), args.repeat)
-        py, _ = median_time(lambda: lite.build(overlay), args.repeat)
-        core, _ = median_time(lambda: check.validate_core("b", objs, check.KUBERNETES_VERSION), args.repeat)
-        crd, _ = median_time(lambda: check.validate_kuberay("b", objs, schemas, check.KUBERNETES_VERSION), args.repeat)
-        pol, _ = median_time(lambda: check.check_policy("b", objs), args.repeat)
+        base, objs = median_time(lambda o=overlay: check.build(o, "kubectl"), args.repeat)
+        py, _ = median_time(lambda o=overlay: lite.build(o), args.repeat)
+        core, _ = median_time(lambda b=objs: check.validate_core("b", b, check.KUBERNETES_VERSION), args.repeat)
+        crd, _ = median_time(lambda b=objs: check.validate_kuberay("b", b, schemas, check.KUBERNETES_VERSION),
+                             args.repeat)
+        pol, _ = median_time(lambda b=objs: check.check_policy("b", b), args.repeat)
         print(f"| {overlay.name} | {len(objs)} | {base:.3f} s (1.00x) | {py:.3f} s ({py / base:.2f}x) | "
               f"{core:.3f} s ({core / base:.2f}x) | {crd:.3f} s ({crd / base:.2f}x) | {pol:.4f} s ({pol / base:.3f}x) |")
     return 0

@@ -63,9 +63,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10, help="jobs per measurement")
     args = ap.parse_args()
-    from slurm.bridge import SlurmBridge
-    from slurm.profiles import TransportConfig, load_profile
-    from slurm.render import render_command
+    from latxa.slurm.bridge import SlurmBridge
+    from latxa.slurm.profiles import TransportConfig, load_profile
+    from latxa.slurm.render import render_command
 
     work = Path(tempfile.mkdtemp(prefix="slurm-bench-"))
     os.environ.setdefault("LATXA_HOME", str(work / "home"))
@@ -98,7 +98,7 @@ def main() -> None:
         sshd.terminate()
         sshd.wait(timeout=10)
 
-    latency, runtime = [], []
+    latency = []
     for _ in tqdm(range(min(n, 5)), desc="submit->COMPLETED", leave=False):
         t = time.perf_counter()
         jid = bridge.submit(job)

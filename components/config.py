@@ -28,7 +28,6 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     seq_len: int = Field(8192, gt=0)
-    sample_packing: bool = True
     train_on: Literal["assistant", "all"] = "assistant"
     shuffle: bool = True
 
@@ -63,7 +62,8 @@ class Profile(_Strict):
     nodes: int = Field(1, gt=0)
     gpus_per_node: int = Field(0, ge=0)
     num_workers: int = Field(1, gt=0)
-    gpus_per_worker: float = Field(0, ge=0)
+    gpus_per_worker: float = Field(0, ge=0, description="GPUs Ray reserves per training worker")
+    cpus_per_worker: int = Field(1, gt=0, description="CPUs Ray reserves per worker; also its OMP/MKL threads")
     deepspeed_stage: Literal[0, 1, 2, 3] = 0
     offload_optimizer: bool = False
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -75,6 +75,8 @@ class Profile(_Strict):
                 f"num_workers ({self.num_workers}) must equal nodes x gpus_per_node "
                 f"({self.nodes} x {self.gpus_per_node}) for a GPU profile"
             )
+        if self.backend == "gpu" and self.gpus_per_worker <= 0:
+            raise ValueError("gpus_per_worker must be above 0 for a GPU profile")
         return self
 
 

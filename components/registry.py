@@ -49,17 +49,6 @@ TRAINED_8B: tuple[str, ...] = tuple(
     for flags in flag_list
 )
 
-#: The 70B model: Llama-3.1-70B-Instruct + Basque corpus + English instructions.
-MODEL_70B = {
-    "name": "Latxa-Llama-3.1-70B-Instruct",
-    "backbone_hf_name": "meta-llama/Llama-3.1-70B-Instruct",
-    "paper_name": "INST_EN C_EU I_EN (70B)",
-    "corpus_eu": True,
-    "inst_eu": False,
-    "inst_en": True,
-}
-
-
 @dataclass(frozen=True)
 class Variant:
     backbone: int

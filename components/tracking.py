@@ -56,7 +56,7 @@ def default_artifact_root() -> Path:
 
 def variant_tags(variant_code: str) -> dict[str, str]:
     """The tags that identify a variant run (string values, as MLflow stores them)."""
-    from components.registry import parse
+    from latxa.components.registry import parse
 
     v = parse(variant_code)
     return {
@@ -73,10 +73,12 @@ def git_commit() -> str:
     """The project's commit, or 'unknown' outside a checkout."""
     import subprocess
 
-    from latxa.paths import REPO_ROOT
+    from latxa.paths import CHECKOUT
 
+    if CHECKOUT is None:
+        return "unknown"
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -318,9 +320,6 @@ class BufferedRunLogger:
 
         ts = int(time.time() * 1000)
         return self._log([{"kind": "metric", "key": k, "value": float(v), "step": int(step), "ts": ts} for k, v in metrics.items()])
-
-    def log_params(self, params: dict) -> bool:
-        return self._log([{"kind": "param", "key": k, "value": str(v)[:6000]} for k, v in params.items()])
 
     def set_tags(self, tags: dict) -> bool:
         return self._log([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])

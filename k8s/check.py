@@ -180,7 +180,6 @@ def validate_core(where: str, objs: list[dict], version: str) -> list[Finding]:
 
 def _kv(where: str, owner: dict, doc: dict, version: str, prefix: list) -> list[Finding]:
     import kubernetes_validate
-
     from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
     try:
@@ -188,7 +187,7 @@ def _kv(where: str, owner: dict, doc: dict, version: str, prefix: list) -> list[
     except ValidationError as err:
         return [Finding(where, obj_id(owner), fmt_path(prefix + _err_path(err)), f"{_err_message(err)} "
                         f"(kubernetes-validate --strict, Kubernetes {version})")]
-    except SchemaNotFoundError as err:
+    except SchemaNotFoundError:
         return [Finding(where, obj_id(owner), "apiVersion", f"no schema for {doc.get('kind')} {doc.get('apiVersion')} in "
                         f"Kubernetes {version} (unknown kind or removed API version)")]
     return []
@@ -774,7 +773,7 @@ def check_dockerfiles(images_dir: Path, context: Path = REPO_ROOT) -> list[Findi
                 args.setdefault(m.group(1), m.group(2).strip('"'))
             m = re.match(r"FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
             if m:
-                image = re.sub(r"\$\{?(\w+)\}?", lambda mm: args.get(mm.group(1), mm.group(0)), m.group(1))
+                image = re.sub(r"\$\{?(\w+)\}?", lambda mm, a=args: a.get(mm.group(1), mm.group(0)), m.group(1))
                 stages.append({"line": no, "image": image, "name": (m.group(2) or "").lower(), "user": None})
                 continue
             m = re.match(r"USER\s+(\S+)", line, re.I)

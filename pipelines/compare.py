@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from components import tracking
+from latxa.components import tracking
 from latxa.errors import LatxaError
 
 _MEAN = re.compile(r"^eval\.(?P<suite>[^.]+)\.mean_(?P<lang>[a-z]+)$")

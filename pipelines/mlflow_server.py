@@ -1,7 +1,7 @@
 """`latxa mlflow up|down|status`: a real `mlflow server` on 127.0.0.1 (embedded default).
 
 Backend: SQLite under ``<state>/mlflow/mlflow.db``; artifacts: ``<state>/mlflow/artifacts``
-(the same store that `components.tracking.default_tracking_uri()` names, so runs logged
+(the same store that `latxa.components.tracking.default_tracking_uri()` names, so runs logged
 with or without the server land in one place). Production settings (PostgreSQL + S3) are
 in ``mlflow/production.env.example`` and rendered by :func:`server_command` as well.
 """
@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import tracking
+from latxa.components import tracking
 from latxa.errors import LatxaError
-from latxa.paths import REPO_ROOT, state_dir
+from latxa.net import free_port
+from latxa.paths import expand, resource_dir, state_dir
 
 DEFAULT_PORT = 5000
-CONFIG_DIR = REPO_ROOT / "mlflow"
+CONFIG_DIR = resource_dir("mlflow_config")  # mlflow/ in the repository
 
 
 class ServerError(LatxaError):
@@ -42,12 +43,6 @@ class ServerInfo:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -70,7 +65,10 @@ def read_env_file(path: Path) -> dict[str, str]:
         if "=" not in line:
             raise ServerError(f"{path}:{n}: expected KEY=VALUE, got {line!r}.")
         key, value = line.split("=", 1)
-        out[key.strip()] = os.path.expandvars(value.strip().strip('"'))
+        try:
+            out[key.strip()] = expand(value.strip().strip('"'), what=f"setting {key.strip()} ({path}:{n})")
+        except LatxaError as err:
+            raise ServerError(str(err)) from None
     return out
 
 
@@ -97,7 +95,7 @@ def production_command(env_file: str | Path) -> tuple[list[str], dict[str, str]]
     """The `mlflow server` command and environment of a production env file (see mlflow/production.env.example).
 
     ``${VAR}`` references are expanded from the environment (secrets are never written to the file);
-    a missing required key or an unexpanded reference is an error naming the key.
+    a missing required key or an unset variable is an error naming the key and its line.
     """
     path = Path(env_file)
     if not path.is_file():
@@ -106,9 +104,6 @@ def production_command(env_file: str | Path) -> tuple[list[str], dict[str, str]]
     for key in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION"):
         if not env.get(key):
             raise ServerError(f"{path} does not set {key}.")
-    for key, value in env.items():
-        if "${" in value or "$" in value.replace("$$", ""):
-            raise ServerError(f"{path}: {key} refers to an unset environment variable ({value}).")
     extra: list[str] = []
     if env.get("MLFLOW_ALLOWED_HOSTS"):
         extra += ["--allowed-hosts", env["MLFLOW_ALLOWED_HOSTS"]]

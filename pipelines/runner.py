@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import tracking
+from latxa.components import tracking
 from latxa.errors import LatxaError
 from latxa.paths import state_dir
 
@@ -18,7 +18,7 @@ class PipelineError(LatxaError):
 
 
 def pipelines() -> dict:
-    from pipelines.study import PIPELINES
+    from latxa.pipelines.study import PIPELINES
 
     return PIPELINES
 
@@ -27,7 +27,7 @@ def compile_all(out: str | Path, image: str | None = None, names: list[str] | No
     """Write the IR YAML of each pipeline to OUT/<name>.yaml; ``image`` becomes the default of the `image` parameter."""
     from kfp import compiler
 
-    from pipelines import steps
+    from latxa.pipelines import steps
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def compile_all(out: str | Path, image: str | None = None, names: list[str] | No
     written = {}
     for name in names or list(table):
         path = out / f"{name.replace('-', '_')}_pipeline.yaml"
-        params = {"image": image} if image and image != steps.DEFAULT_IMAGE else None
+        params = {"image": image} if image and image != steps.IMAGE else None
         compiler.Compiler().compile(table[name], str(path), pipeline_parameters=params)
         written[name] = path
     return written
@@ -46,7 +46,7 @@ def compile_all(out: str | Path, image: str | None = None, names: list[str] | No
 
 def parse_variants(text: str | list[str] | None) -> list[str]:
     """Comma-separated codes; ``trained`` is the study's 17 trained 8B variants. Validates each code."""
-    from components.registry import TRAINED_8B, parse
+    from latxa.components.registry import TRAINED_8B, parse
 
     items = text if isinstance(text, list) else [t for t in (text or "").split(",")]
     out: list[str] = []
@@ -67,7 +67,7 @@ def parse_variants(text: str | list[str] | None) -> list[str]:
 
 def is_slurm_profile(profile: str) -> bool:
     """A study profile whose target is a GPU cluster trains through the SLURM bridge."""
-    from components.config import load_config
+    from latxa.components.config import load_config
 
     return load_config().resolve(profile).target.backend == "gpu"
 
@@ -82,14 +82,15 @@ class LocalResult:
     runs: list[dict]
 
 
-def run_local(variants: list[str], profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
-              tracking_uri: str | None = None, base_model: str = "", max_steps: int = 0, seq_len: int = 0,
-              eval_suite: str = "eu-mini", eval_limit: int = 0, cluster: str = "",
-              pipeline_root: str | Path | None = None) -> LocalResult:
+def run_local(variants: list[str], *, profile: str = "local", experiment: str = tracking.DEFAULT_EXPERIMENT,
+              tracking_uri: str | None = None, base_model: str | None = None, max_steps: int | None = None,
+              seq_len: int | None = None, eval_suite: str = "eu-mini", eval_limit: int | None = None,
+              cluster: str | None = None, pipeline_root: str | Path | None = None) -> LocalResult:
     """Execute the study (1 variant) or sweep (several) pipeline function with kfp.local's SubprocessRunner.
 
     With ``cluster`` (a SLURM cluster profile, e.g. ``local`` for the single-node test cluster) the SLURM
-    pipelines run instead: the steps run here, training goes through the SLURM bridge."""
+    pipelines run instead: the steps run here, training goes through the SLURM bridge. ``None`` leaves a setting to
+    the profile (the pipelines' parameters spell "not set" as 0 or "")."""
     from kfp import local
 
     if is_slurm_profile(profile) and not cluster:
@@ -97,7 +98,7 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
                             "or run it with `latxa pipeline submit`.")
     uri = tracking.check_reachable(tracking_uri)  # fail fast, before any work
     if not base_model:
-        from components.tiny_model import ensure_tiny_model
+        from latxa.components.tiny_model import ensure_tiny_model
         from latxa.paths import tiny_model_dir
 
         base_model = str(ensure_tiny_model(tiny_model_dir()))
@@ -114,8 +115,8 @@ def run_local(variants: list[str], profile: str = "local", experiment: str = tra
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # every step (a subprocess) logs to the same store
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    args: dict[str, Any] = dict(profile=profile, base_model=base_model, tokenizer=tokenizer,
-                                seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite, eval_limit=int(eval_limit),
+    args: dict[str, Any] = dict(profile=profile, base_model=base_model, tokenizer=tokenizer, seq_len=seq_len or 0,
+                                max_steps=max_steps or 0, eval_suite=eval_suite, eval_limit=eval_limit or 0,
                                 experiment=experiment, tracking_uri=uri)
     table = pipelines()
     t0 = time.time()
@@ -175,10 +176,10 @@ def _probe_kfp(host: str, timeout: float = 10.0) -> None:
         raise PipelineError(f"Submitting to the KFP endpoint {host} failed: nothing answers there ({reason}).") from None
 
 
-def submit(host: str, variants: list[str], profile: str, cluster: str = "", image: str | None = None,
-           experiment: str = tracking.DEFAULT_EXPERIMENT, tracking_uri: str = "", max_steps: int = 0,
-           eval_suite: str = "eu-mini", namespace: str | None = None, wait: float = 0,
-           existing_token: str | None = None) -> dict:
+def submit(host: str, variants: list[str], *, profile: str, cluster: str | None = None, image: str | None = None,
+           experiment: str = tracking.DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
+           max_steps: int | None = None, eval_suite: str = "eu-mini", namespace: str | None = None,
+           wait: float | None = None, existing_token: str | None = None) -> dict:
     """Upload the pipeline (a new version if it exists) and start a run through kfp.Client."""
     import tempfile
 
@@ -203,8 +204,9 @@ def submit(host: str, variants: list[str], profile: str, cluster: str = "", imag
                 ver = client.upload_pipeline_version(str(path), pipeline_version_name=version_name, pipeline_id=pipeline_id)
                 version_id = ver.pipeline_version_id
             exp = client.create_experiment(experiment, namespace=namespace)
-            params: dict[str, Any] = {"profile": profile, "experiment": experiment, "max_steps": max_steps,
-                                      "eval_suite": eval_suite}
+            params: dict[str, Any] = {"profile": profile, "experiment": experiment, "eval_suite": eval_suite}
+            if max_steps:
+                params["max_steps"] = max_steps
             if tracking_uri:
                 params["tracking_uri"] = tracking_uri
             if image:

@@ -1,36 +1,102 @@
-"""KFP v2 lightweight components of the study pipeline that belong to the pipelines layer.
+"""The KFP v2 components of the study: one set, used by the pipelines in ``study.py`` and by users' own pipelines.
 
-Data preparation and training are the data and training layers' own components
-(``components/kfp/data_prep.py``, ``components/kfp/train.py``); evaluation calls the evaluation layer's
-functions (``evaluate_model`` below, because ``components/kfp/eval.py`` cannot be told the experiment); the
-SLURM pipelines train through the SLURM bridge with ``slurm_train_model`` below. Each body imports the project lazily and calls
-``pipelines.steps_impl``, so the same component runs in the project's container image on a cluster and
-in kfp.local's SubprocessRunner(use_venv=False) here. ``install_kfp_package=False``: the image (and the
-local venv) already has kfp; nothing is pip-installed at run time. The image is the pipeline parameter
-``image``, set on every task with ``set_container_image``.
+- ``prepare_data``: data preparation for one variant (a packed ``Dataset`` + its ``Metrics``);
+- ``train_variant``: Ray Train + DeepSpeed on this machine or pod (a ``Model`` + ``Metrics``);
+- ``slurm_train_model``: training through the SLURM bridge (Leonardo, or the local test cluster);
+- ``evaluate_model``: lm-eval on a ``Model`` artifact or a URL, optionally logged to MLflow as a nested run;
+- ``register_model``, ``check_tracking``, ``start_sweep``, ``sweep_run_of``: MLflow bookkeeping.
+
+Each body imports the project lazily and calls a plain function (``steps_impl`` or the layers' own entry
+points), so the same component runs in the project's container image on a cluster and under
+``kfp.local.SubprocessRunner(use_venv=False)`` here. ``install_kfp_package=False``: the image (and the local
+venv) already has kfp; nothing is pip-installed at run time. The base image is :data:`IMAGE`
+(``$LATXA_COMPONENT_IMAGE`` when this module is imported); the pipelines override it per task with their
+``image`` parameter.
 """
+
+import os
+from typing import Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-# Default container image of the components (built from k8s/images/; override with --image).
-DEFAULT_IMAGE = "ghcr.io/latxa-mlops/components:0.1.0"
+# The components' container image (built from k8s/images/components.Dockerfile).
+IMAGE = os.environ.get("LATXA_COMPONENT_IMAGE", "ghcr.io/latxa-mlops/components:0.1.0")
 
-_component = dict(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+_component = dict(base_image=IMAGE, install_kfp_package=False)
 
 
 @dsl.component(**_component)
 def check_tracking(experiment: str, tracking_uri: str) -> str:
     """Fail fast, before any work, when the MLflow tracking store is unreachable; create the study's experiment."""
-    from pipelines import steps_impl
+    from latxa.pipelines import steps_impl
 
     return steps_impl.check_tracking(experiment, tracking_uri)
 
 
 @dsl.component(**_component)
+def prepare_data(
+    variant: str,
+    dataset: Output[Dataset],
+    metrics: Output[Metrics],
+    config: str = "",
+    tokenizer: Optional[Input[Model]] = None,
+    tokenizer_path: str = "",
+    seq_len: int = 0,
+    profile: str = "local",
+    on_error: str = "fail",
+    use_cache: bool = True,
+) -> str:
+    """Prepare the packed training data of `variant`; returns the cache key.
+
+    ``config`` is a data-source YAML path, inline YAML text, or "" for the shipped sample; the tokenizer is a
+    ``Model`` artifact or ``tokenizer_path`` (a folder or an HF name in the offline cache; "" = the tiny model)."""
+    from latxa.pipelines import steps_impl
+
+    tok = tokenizer.path if tokenizer is not None else tokenizer_path
+    res = steps_impl.prepare(variant, dataset.path, config=config, tokenizer=tok, seq_len=seq_len, profile=profile,
+                             on_error=on_error, use_cache=use_cache)
+    for key, value in res["metrics"].items():
+        metrics.log_metric(key, value)
+    dataset.metadata.update(res["metadata"])
+    return res["cache_key"]
+
+
+@dsl.component(**_component)
+def train_variant(
+    dataset: Input[Dataset],
+    variant: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    profile: str = "local",
+    base_model: Optional[Input[Model]] = None,
+    model_path: str = "",
+    max_steps: int = 0,
+    tracking_uri: str = "",
+    experiment: str = "",
+    parent_run_id: str = "",
+    num_workers: int = 0,
+) -> str:
+    """Train `variant` on `dataset` with Ray Train, export it to `model`, log to MLflow; returns the MLflow run id.
+
+    Training state (checkpoints, run.json) lives in ``<model artifact>.train/``, so a retried task resumes from its
+    latest checkpoint."""
+    from latxa.pipelines import steps_impl
+
+    base = base_model.path if base_model is not None else model_path
+    res = steps_impl.train_local(variant, dataset.path, model.path, profile=profile, base_model=base,
+                                 max_steps=max_steps, tracking_uri=tracking_uri, experiment=experiment,
+                                 parent_run_id=parent_run_id, num_workers=num_workers)
+    for key, value in res["metrics"].items():
+        metrics.log_metric(key, value)
+    model.metadata.update(res["metadata"])
+    return res["run_id"]
+
+
+@dsl.component(**_component)
 def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: str, kfp_task: str) -> str:
     """Fail fast like check_tracking, then open the sweep's parent MLflow run (tag latxa.sweep)."""
-    from pipelines import steps_impl
+    from latxa.pipelines import steps_impl
 
     return steps_impl.start_sweep(variants, experiment, tracking_uri, kfp_run_id, kfp_task)
 
@@ -40,20 +106,24 @@ def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
     """The id of this KFP run's sweep parent MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
     instead of passing start-sweep's output in: kfp.local replaces every task output that enters a loop with the
     loop item (kfp 2.17, task_spec_utils.create_parameter_loop_iteration_task_spec)."""
-    from pipelines import steps_impl
+    from latxa.pipelines import steps_impl
 
     return steps_impl.sweep_run_of(experiment, tracking_uri, kfp_run_id)
 
 
 @dsl.component(**_component)
-def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
-                      experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
-                      prepare_task: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> str:
-    """Training through the SLURM bridge: submit, wait while reporting status, fail the step if the job fails."""
-    from pipelines import steps_impl
+def slurm_train_model(variant: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+                      profile: str = "leonardo-8b", cluster: str = "leonardo", config_path: str = "",
+                      base_model: str = "", max_steps: int = 0, experiment: str = "", tracking_uri: str = "",
+                      sweep_run_id: str = "", kfp_run_id: str = "", kfp_task: str = "", prepare_task: str = "") -> str:
+    """Training through the SLURM bridge: submit, wait while reporting status, resubmit on TIMEOUT / PREEMPTED /
+    NODE_FAIL (training resumes from its checkpoint), fail the step with the log tail if the job fails."""
+    from latxa.pipelines import steps_impl
 
-    res = steps_impl.train_slurm(variant, profile, cluster, config_path, base_model, max_steps, experiment,
-                                 tracking_uri, sweep_run_id, kfp_run_id, kfp_task, prepare_task, data.path, model.path)
+    res = steps_impl.train_slurm(variant, data.path, model.path, profile=profile, cluster=cluster,
+                                 config_path=config_path, base_model=base_model, max_steps=max_steps,
+                                 experiment=experiment, tracking_uri=tracking_uri, sweep_run_id=sweep_run_id,
+                                 kfp_run_id=kfp_run_id, kfp_task=kfp_task, prepare_task=prepare_task)
     for key, value in res["metrics"].items():
         metrics.log_metric(key, value)
     model.metadata.update({"variant": variant, "mlflow_run_id": res["run_id"], "slurm_job_id": res["job_id"]})
@@ -61,23 +131,24 @@ def slurm_train_model(variant: str, profile: str, cluster: str, config_path: str
 
 
 @dsl.component(**_component)
-def evaluate_model(variant: str, suite: str, limit: int, experiment: str, mlflow_run_id: str, tracking_uri: str,
-                   kfp_run_id: str, kfp_task: str, model: Input[Model], metrics: Output[Metrics],
-                   results: Output[Artifact]) -> str:
-    """lm-eval through the evaluation layer (`run_eval`, `aggregate`, `log_evaluation`), logged as a nested run of
-    the variant's run in the pipeline's experiment, tagged with this KFP task. Same body
-    (`components.eval.mlflow_log.evaluate_and_log`) and outputs as components/kfp/eval.py's `evaluate`; this
-    wrapper adds the KFP provenance tags and always logs."""
-    from pipelines import steps_impl
+def evaluate_model(suite: str, metrics: Output[Metrics], results: Output[Artifact],
+                   model: Optional[Input[Model]] = None, model_url: str = "", served_model: str = "",
+                   variant: str = "", limit: int = 0, tasks: str = "", device: str = "cpu", experiment: str = "",
+                   mlflow_run_id: str = "", tracking_uri: str = "", kfp_run_id: str = "", kfp_task: str = "") -> str:
+    """lm-eval on a ``Model`` artifact or ``model_url`` (an OpenAI-compatible endpoint or a model folder), aggregated
+    as in the paper. With ``variant`` or ``mlflow_run_id`` it is logged to MLflow as a nested run of the variant's
+    run, tagged with the KFP task. ``tasks`` is a comma-separated subset of the suite. Returns the results JSON."""
+    from latxa.pipelines import steps_impl
 
-    values, eval_run_id, results_json = steps_impl.evaluate(model.path, suite, limit, results.path, variant,
-                                                            mlflow_run_id, tracking_uri, experiment, kfp_run_id,
-                                                            kfp_task)
-    for key, value in values.items():
+    res = steps_impl.evaluate(model.path if model is not None else "", model_url, suite, results.path,
+                              served_model=served_model, variant=variant, limit=limit, tasks=tasks, device=device,
+                              experiment=experiment, run_id=mlflow_run_id, tracking_uri=tracking_uri,
+                              kfp_run_id=kfp_run_id, kfp_task=kfp_task,
+                              name=str(model.metadata.get("variant", "")) if model is not None else "")
+    for key, value in res["metrics"].items():
         metrics.log_metric(key, value)
-    results.metadata.update({"suite": suite, "model": variant, "mlflow_run_id": eval_run_id,
-                             "results_json": results_json, "limit": limit})
-    return results_json
+    results.metadata.update(res["metadata"])
+    return res["results_json"]
 
 
 @dsl.component(**_component)
@@ -86,10 +157,11 @@ def register_model(variant: str, mlflow_run_id: str, tracking_uri: str, kfp_run_
                    train_metrics: Input[Metrics], scores: Input[Metrics], results: Input[Artifact]) -> str:
     """Put the evaluation's means on the variant run, make sure the model is registered as latxa-<code>,
     and tag run, evaluation run and model version with their KFP tasks. Returns '<name>/<version>'."""
-    from pipelines import steps_impl
+    from latxa.pipelines import steps_impl
 
     values = {k: float(v) for art in (train_metrics, scores) for k, v in art.metadata.items()
               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tasks = {"prepare": prepare_task, "train": train_task, "eval": eval_task, "register": kfp_task}
-    return steps_impl.register(variant, model.path, mlflow_run_id, tracking_uri, kfp_run_id, tasks, values,
-                               eval_run_id=str(results.metadata.get("mlflow_run_id", "")), pipeline=pipeline)
+    return steps_impl.register(variant, model.path, mlflow_run_id, tracking_uri=tracking_uri, kfp_run_id=kfp_run_id,
+                               tasks=tasks, metrics=values, eval_run_id=str(results.metadata.get("mlflow_run_id", "")),
+                               pipeline=pipeline)

@@ -1,9 +1,9 @@
-"""What each pipeline step does, as plain functions (the KFP components in `steps.py` only call these).
+"""What each KFP step does, as plain functions (the components in `steps.py` only call these).
 
-Data preparation and local training are the layers' own KFP components (components/kfp); the steps here call
-the other layers' Python entry points (evaluation: `components.eval.mlflow_log.evaluate_and_log`; SLURM
-training: `slurm.kfp_bridge.train_job`) and talk to MLflow through `components.tracking`'s conventions: training
-creates the variant's run, and every step tags it with its KFP task.
+The steps call the layers' Python entry points (data: `latxa.components.data.prepare`; training:
+`latxa.components.train.runner.train`; evaluation: `latxa.components.eval.mlflow_log.evaluate_and_log`; SLURM
+training: `latxa.slurm.kfp_bridge.train_job`) and talk to MLflow through `latxa.components.tracking`'s
+conventions: training creates the variant's run, and every step tags it with its KFP task.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components import tracking
+from latxa.components import tracking
 from latxa.errors import LatxaError
 
 
@@ -52,31 +52,96 @@ def _move_export(model_dir: str, artifact_path: str) -> None:
     os.symlink(dst, model_dir, target_is_directory=True)
 
 
-def train_summary(run_id: str, tracking_uri: str) -> dict[str, float]:
-    """Final loss and tokens seen, from the run's metrics (what training logged)."""
-    client = _client(tracking.resolve_tracking_uri(tracking_uri or None))
-    metrics = client.get_run(run_id).data.metrics
-    return {k: metrics[k] for k in (tracking.METRIC_FINAL_LOSS, tracking.METRIC_TOKENS_SEEN) if k in metrics}
+def prepare(variant: str, out: str, *, config: str, tokenizer: str, seq_len: int, profile: str, on_error: str,
+            use_cache: bool) -> dict:
+    """Data preparation into ``out``. ``config`` is a YAML path, inline YAML text or "" (the shipped sample)."""
+    import json
+    import tempfile
+
+    from latxa.components.data import prepare as prepare_data
+
+    cfg_path = None
+    if config.strip():
+        if os.path.isfile(config):
+            cfg_path = config
+        else:  # inline YAML text
+            fd, cfg_path = tempfile.mkstemp(suffix=".yaml", prefix="latxa-data-")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(config)
+    res = prepare_data(variant, out, config=cfg_path, tokenizer=tokenizer or None, seq_len=seq_len or None,
+                       profile=profile, on_error=on_error, use_cache=use_cache, progress=False)
+    stats = res.stats
+    metrics = {key: float(stats[key]) for key in ("read", "written", "skipped", "examples", "tokens",
+                                                  "trainable_tokens", "rows", "pad_tokens", "packing_efficiency",
+                                                  "split_documents")}
+    metrics["cache_hit"] = float(res.cache_hit)
+    metrics.update({f"tokens.{name}": float(n) for name, n in stats["tokens_per_source"].items()})
+    metadata = {"variant": variant, "cache_key": res.cache_key, "seq_len": stats["seq_len"], "num_rows": stats["rows"],
+                "sources": json.dumps(sorted(stats["tokens_per_source"]))}
+    print(f"prepared {variant}: {stats['rows']} rows, cache key {res.cache_key}, cache hit {res.cache_hit}", flush=True)
+    return {"metrics": metrics, "metadata": metadata, "cache_key": res.cache_key}
+
+
+def train_local(variant: str, data: str, model_out: str, *, profile: str, base_model: str, max_steps: int,
+                tracking_uri: str, experiment: str, parent_run_id: str, num_workers: int) -> dict:
+    """Ray Train on this machine or pod; the export lands at ``model_out``, training state in ``<model_out>.train``
+    (a retried task resumes from its latest checkpoint)."""
+    import shutil
+
+    from latxa.components.train.plan import TrainJob
+    from latxa.components.train.runner import train
+
+    job = TrainJob(variant=variant, data_dir=Path(data), out_dir=Path(model_out + ".train"),
+                   model_dir=Path(base_model) if base_model else None, profile=profile or None, resume=True,
+                   tracking_uri=tracking_uri or None, experiment=experiment or None,
+                   parent_run_id=parent_run_id or None, max_steps=max_steps or None, num_workers=num_workers or None)
+    res = train(job, progress=True)
+    dst = Path(model_out)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(res.model_dir, dst)
+    metrics = {k: float(v) for k, v in res.metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+    metadata = {"variant": variant, "mlflow_run_id": res.mlflow_run_id or "",
+                "registered_model": res.registered_model or "", "model_version": res.model_version or "",
+                "framework": "transformers"}
+    print(f"trained {variant}: model at {dst}, MLflow run {res.mlflow_run_id}", flush=True)
+    return {"metrics": metrics, "metadata": metadata, "run_id": res.mlflow_run_id or ""}
 
 
 # ---------------------------------------------------------------------------------------------
-def evaluate(model: str, suite: str, limit: int, out: str, variant: str, run_id: str, tracking_uri: str,
-             experiment: str, kfp_run_id: str, kfp_task: str) -> tuple[dict[str, float], str, str]:
-    """lm-eval on the exported model, aggregated and logged by the evaluation layer as a nested run of the variant
-    run (same experiment), tagged with this KFP task. Returns (metrics, eval run id, results JSON path)."""
-    from components.eval.mlflow_log import evaluate_and_log
+def evaluate(model: str, model_url: str, suite: str, out: str, *, served_model: str, variant: str, limit: int,
+             tasks: str, device: str, experiment: str, run_id: str, tracking_uri: str, kfp_run_id: str,
+             kfp_task: str, name: str) -> dict:
+    """lm-eval on the model folder (or URL), aggregated by the evaluation layer and, with a variant or a parent
+    run, logged as a nested run of the variant run, tagged with this KFP task."""
+    from latxa.components.eval.mlflow_log import evaluate_and_log
 
-    step = evaluate_and_log(model, suite, out, limit=limit or None, name=variant, variant=variant,
-                            parent_run_id=run_id or None, tracking_uri=tracking.resolve_tracking_uri(tracking_uri or None),
-                            experiment=experiment, extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
-    print(f"evaluated {variant} on {suite}: {step.languages}; MLflow run {step.mlflow_run_id} nested under {run_id}",
-          flush=True)
-    return step.metrics, step.mlflow_run_id, str(step.run.results_path)
+    if model and model_url:
+        raise StepError("give either the model artifact or model_url, not both.")
+    target = model or model_url
+    if not target:
+        raise StepError("no model: wire a Model artifact or set model_url.")
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] or None
+    step = evaluate_and_log(target, suite, out, limit=limit or None, name=variant or name or None, tasks=task_list,
+                            served_model=served_model or None, device=device, log=bool(variant or run_id),
+                            variant=variant or None, parent_run_id=run_id or None, tracking_uri=uri,
+                            experiment=experiment or tracking.DEFAULT_EXPERIMENT,
+                            extra_tags=tracking.kfp_tags(kfp_run_id, kfp_task, "eval"))
+    res = step.run
+    metadata = {"suite": suite, "model": res.spec.name, "lm_type": res.spec.lm_type, "limit": limit,
+                "results_json": os.path.relpath(res.results_path, out), "tasks": ",".join(res.tasks)}
+    if step.mlflow_run_id:
+        metadata["mlflow_run_id"] = step.mlflow_run_id
+    logged = f"; MLflow run {step.mlflow_run_id} ({uri})" if step.mlflow_run_id else ""
+    print(f"evaluated {res.spec.name} on {suite}: {step.languages}{logged}", flush=True)
+    return {"metrics": step.metrics, "metadata": metadata, "results_json": str(res.results_path)}
 
 
 # ---------------------------------------------------------------------------------------------
-def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_run_id: str, tasks: dict[str, str],
-             metrics: dict[str, float], eval_run_id: str = "", pipeline: str = "study") -> str:
+def register(variant: str, model_path: str, run_id: str, *, tracking_uri: str, kfp_run_id: str,
+             tasks: dict[str, str], metrics: dict[str, float], eval_run_id: str = "", pipeline: str = "study") -> str:
     """Summary metrics onto the variant run; the model registered (once per run) and every piece tagged with its
     KFP task (``tasks``: step -> KFP task name). Training normally registered the model already; this step
     registers it only if it did not."""
@@ -128,7 +193,7 @@ def register(variant: str, model_path: str, run_id: str, tracking_uri: str, kfp_
 
 
 def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: str, kfp_task: str) -> str:
-    from components.registry import parse
+    from latxa.components.registry import parse
 
     codes = [parse(str(code)).code for code in variants]
     uri = check_tracking(experiment, tracking_uri)
@@ -153,21 +218,21 @@ def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
     return found[0].info.run_id
 
 
-def train_slurm(variant: str, profile: str, cluster: str, config_path: str, base_model: str, max_steps: int,
-                experiment: str, tracking_uri: str, sweep_run_id: str, kfp_run_id: str, kfp_task: str,
-                prepare_task: str, data: str, model_out: str) -> dict:
-    """Train through the SLURM bridge (``slurm.kfp_bridge.train_job``: submit, wait while reporting, resubmit on
+def train_slurm(variant: str, data: str, model_out: str, *, profile: str, cluster: str, config_path: str,
+                base_model: str, max_steps: int, experiment: str, tracking_uri: str, sweep_run_id: str,
+                kfp_run_id: str, kfp_task: str, prepare_task: str) -> dict:
+    """Train through the SLURM bridge (``latxa.slurm.kfp_bridge.train_job``: submit, wait while reporting, resubmit on
     TIMEOUT/PREEMPTED/NODE_FAIL, fail with the log tail); the job runs `latxa train` in the allocation.
 
     The tracking URI must be reachable from the compute nodes (on Leonardo: through the login node's proxy or
     an MLflow server inside the HPC network). The job's training writes ``<out>/run.json`` with its MLflow run id.
     """
-    from slurm.errors import SlurmError
-    from slurm.kfp_bridge import train_job
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.kfp_bridge import train_job
 
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
     out_dir = Path(model_out).parent / "train"
-    train_args = [f"--experiment={experiment}"] + ([f"--parent-run-id={sweep_run_id}"] if sweep_run_id else [])
+    train_args = [f"--experiment={experiment or tracking.DEFAULT_EXPERIMENT}"] + ([f"--parent-run-id={sweep_run_id}"] if sweep_run_id else [])
     try:
         res = train_job(variant=variant, profile=cluster, study_profile=profile or None, data=data, out=str(out_dir),
                         model=base_model or None, config=config_path or None, tracking_uri=uri,

@@ -14,10 +14,8 @@ MLflow receives the KFP run id and its task name (``dsl.PIPELINE_JOB_ID_PLACEHOL
 
 from kfp import dsl, kubernetes
 
-from components.kfp import data_prep
-from components.kfp import train as train_component
-from components.tracking import DEFAULT_EXPERIMENT
-from pipelines import steps
+from latxa.components.tracking import DEFAULT_EXPERIMENT
+from latxa.pipelines import steps
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 TASK = dsl.PIPELINE_TASK_NAME_PLACEHOLDER
@@ -39,17 +37,16 @@ def _on_cluster(task, ssh: bool = False):
     return task
 
 
-def _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps, eval_suite,
-                 eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id):
+def _variant_dag(variant, *, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
+                 eval_suite, eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id):
     """The per-variant chain after ``first`` (the tracking check); returns the register task."""
-    # Data preparation: the data layer's component (components/kfp/data_prep.py).
-    prep = data_prep.prepare_data(variant=variant, config=data_config, tokenizer_path=tokenizer, seq_len=seq_len,
-                                  profile=profile).set_display_name("prepare-data").after(first)
+    prep = steps.prepare_data(variant=variant, config=data_config, tokenizer_path=tokenizer, seq_len=seq_len,
+                              profile=profile).set_display_name("prepare-data").after(first)
     if cluster is None:
-        # Training: the training layer's component (components/kfp/train.py): Ray Train on this machine or pod.
-        train = train_component.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
-                                              model_path=base_model, max_steps=max_steps, tracking_uri=tracking_uri,
-                                              experiment=experiment, parent_run_id=sweep_run_id).set_display_name("train")
+        # Ray Train on this machine or pod.
+        train = steps.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
+                                    model_path=base_model, max_steps=max_steps, tracking_uri=tracking_uri,
+                                    experiment=experiment, parent_run_id=sweep_run_id).set_display_name("train")
     else:
         train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, config_path=config_path,
                                         base_model=base_model, max_steps=max_steps, experiment=experiment,
@@ -85,10 +82,12 @@ def _check(experiment, tracking_uri, image):
 def study_pipeline(variant: str = "exp_2_101", profile: str = "local", data_config: str = "",
                    base_model: str = "", tokenizer: str = "", seq_len: int = 0, max_steps: int = 0,
                    eval_suite: str = "eu-mini", eval_limit: int = 0, experiment: str = DEFAULT_EXPERIMENT,
-                   tracking_uri: str = "", image: str = steps.DEFAULT_IMAGE) -> str:
+                   tracking_uri: str = "", image: str = steps.IMAGE) -> str:
     check = _check(experiment, tracking_uri, image)
-    reg = _variant_dag(variant, profile, "", data_config, base_model, tokenizer, seq_len, max_steps,
-                       eval_suite, eval_limit, experiment, tracking_uri, image, None, check, "")
+    reg = _variant_dag(variant, profile=profile, config_path="", data_config=data_config, base_model=base_model,
+                       tokenizer=tokenizer, seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite,
+                       eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri, image=image,
+                       cluster=None, first=check, sweep_run_id="")
     return reg.output
 
 
@@ -97,10 +96,12 @@ def study_pipeline_slurm(variant: str = "exp_2_101", profile: str = "leonardo-8b
                          config_path: str = "", data_config: str = "", base_model: str = "", tokenizer: str = "",
                          seq_len: int = 0, max_steps: int = 0, eval_suite: str = "eu-mini", eval_limit: int = 0,
                          experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str = "",
-                         image: str = steps.DEFAULT_IMAGE) -> str:
+                         image: str = steps.IMAGE) -> str:
     check = _check(experiment, tracking_uri, image)
-    reg = _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
-                       eval_suite, eval_limit, experiment, tracking_uri, image, cluster, check, "")
+    reg = _variant_dag(variant, profile=profile, config_path=config_path, data_config=data_config,
+                       base_model=base_model, tokenizer=tokenizer, seq_len=seq_len, max_steps=max_steps,
+                       eval_suite=eval_suite, eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri,
+                       image=image, cluster=cluster, first=check, sweep_run_id="")
     return reg.output
 
 
@@ -110,8 +111,8 @@ LOCAL_PARALLELISM = 1
 CLUSTER_PARALLELISM = 17
 
 
-def _sweep(variants, parallelism, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
-           eval_suite, eval_limit, experiment, tracking_uri, image, cluster):
+def _sweep(variants, parallelism, *, experiment, tracking_uri, image, **variant_options):
+    """``variant_options``: the keyword arguments of :func:`_variant_dag` other than the chain's start."""
     parent = steps.start_sweep(variants=variants, experiment=experiment, tracking_uri=tracking_uri, kfp_run_id=RUN_ID,
                                kfp_task=TASK).set_display_name("mlflow-sweep-run")
     parent.set_container_image(image)
@@ -125,26 +126,30 @@ def _sweep(variants, parallelism, profile, config_path, data_config, base_model,
         lookup.set_container_image(image)
         lookup.set_caching_options(False)
         _on_cluster(lookup)
-        _variant_dag(variant, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
-                     eval_suite, eval_limit, experiment, tracking_uri, image, cluster, lookup, lookup.output)
+        _variant_dag(variant, experiment=experiment, tracking_uri=tracking_uri, image=image, first=lookup,
+                     sweep_run_id=lookup.output, **variant_options)
 
 
 @dsl.pipeline(name="latxa-sweep", description="Many variants (ParallelFor) under one parent MLflow run; local Ray training.")
-def sweep_pipeline(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "local", data_config: str = "", base_model: str = "", tokenizer: str = "", seq_len: int = 0,
+# KFP reads a list parameter's default from the signature: it must be a literal list (never mutated).
+def sweep_pipeline(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "local",  # noqa: B006
+                   data_config: str = "", base_model: str = "", tokenizer: str = "", seq_len: int = 0,
                    max_steps: int = 0, eval_suite: str = "eu-mini", eval_limit: int = 0,
-                   experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str = "", image: str = steps.DEFAULT_IMAGE):
-    _sweep(variants, LOCAL_PARALLELISM, profile, "", data_config, base_model, tokenizer, seq_len, max_steps,
-           eval_suite, eval_limit, experiment, tracking_uri, image, None)
+                   experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str = "", image: str = steps.IMAGE):
+    _sweep(variants, LOCAL_PARALLELISM, profile=profile, config_path="", data_config=data_config,
+           base_model=base_model, tokenizer=tokenizer, seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite,
+           eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri, image=image, cluster=None)
 
 
 @dsl.pipeline(name="latxa-sweep-slurm", description="The 8B grid (ParallelFor) trained on SLURM through the bridge.")
-def sweep_pipeline_slurm(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "leonardo-8b",
+def sweep_pipeline_slurm(variants: list = ["exp_2_101", "exp_2_100"], profile: str = "leonardo-8b",  # noqa: B006
                          cluster: str = "leonardo", config_path: str = "", data_config: str = "", base_model: str = "",
                          tokenizer: str = "", seq_len: int = 0, max_steps: int = 0, eval_suite: str = "eu-mini",
                          eval_limit: int = 0, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str = "",
-                         image: str = steps.DEFAULT_IMAGE):
-    _sweep(variants, CLUSTER_PARALLELISM, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
-           eval_suite, eval_limit, experiment, tracking_uri, image, cluster)
+                         image: str = steps.IMAGE):
+    _sweep(variants, CLUSTER_PARALLELISM, profile=profile, config_path=config_path, data_config=data_config,
+           base_model=base_model, tokenizer=tokenizer, seq_len=seq_len, max_steps=max_steps, eval_suite=eval_suite,
+           eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri, image=image, cluster=cluster)
 
 
 PIPELINES = {

@@ -6,18 +6,18 @@ import random
 
 from fastapi import FastAPI
 
-from serving.registry import ServeConfig
+from latxa.serving.registry import ServeConfig
 
 
 def build_app(cfg: ServeConfig, backends, rng: random.Random | None = None) -> FastAPI:
-    from serving.arena.app import create_arena_app
-    from serving.arena.db import open_db
-    from serving.openai_api import add_openai_routes
+    from latxa.serving.arena.app import create_arena_app
+    from latxa.serving.arena.db import open_db
+    from latxa.serving.openai_api import add_openai_routes
 
     app = FastAPI(title="Latxa serving: OpenAI-compatible models and the arena API", version="1",
                   openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
     add_openai_routes(app, backends)
-    _, session_factory = open_db(cfg.arena.database_url)
+    _, session_factory = open_db(cfg.arena.database_url, migrate_schema=True)  # the server's start migrates
     create_arena_app(cfg.arena, session_factory, backends, rng=rng, app=app)
     return app
 
@@ -26,7 +26,7 @@ def serve_standalone(cfg: ServeConfig, host: str | None = None, port: int | None
     """Serve with uvicorn in this process and in-process models (no Ray): the arena's light mode."""
     import uvicorn
 
-    from serving.generation import LocalBackends
+    from latxa.serving.generation import LocalBackends
 
     app = build_app(cfg, LocalBackends(cfg.models))
     uvicorn.run(app, host=host or cfg.host, port=cfg.port if port is None else port, log_level="warning",

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, AsyncIterator, Iterator
 
-from serving.registry import GenerationSettings, ModelSpec
+from latxa.serving.registry import GenerationSettings, ModelSpec
 
 # The arena's fixed system prompt (Basque), with today's date filled in per request.
 SYSTEM_PROMPT = (
@@ -165,6 +165,8 @@ class OpenAIEndpointModel:
         body = {"model": self.spec.remote_model or self.spec.name, "messages": with_system_prompt(messages, settings),
                 "stream": True, "temperature": settings.temperature, "top_p": settings.top_p,
                 "max_tokens": settings.max_tokens}
+        if seed is not None:  # OpenAI and vLLM accept a sampling seed
+            body["seed"] = seed
         url = self.spec.base_url.rstrip("/") + "/chat/completions"
         finish = "stop"
         try:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.generation import BackendError
+from latxa.serving.generation import BackendError
 
 
 class ChatMessage(BaseModel):

@@ -233,7 +233,7 @@ def bootstrap_bt_sklearn(votes: Votes, dim: str, rounds: int, seed: int, progres
 def online_elo(votes: Votes, dim: str = "overall", k_factor: float = 4.0) -> np.ndarray:
     r = np.full(len(votes.models), ANCHOR)
     o = votes.outcome[dim]
-    for a, b, out in zip(votes.a.tolist(), votes.b.tolist(), o.tolist()):
+    for a, b, out in zip(votes.a.tolist(), votes.b.tolist(), o.tolist(), strict=True):
         ea = 1.0 / (1.0 + 10 ** ((r[b] - r[a]) / SCALE))
         sa = 1.0 if out == 0 else 0.0 if out == 1 else 0.5
         r[a] += k_factor * (sa - ea)
@@ -315,7 +315,7 @@ def plot_ratings(result: dict, out_dir: str | Path) -> list[Path]:
     if not dims:
         return written
     fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 0.35 * len(result["models"]) + 2), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
+    for ax, dim in zip(axes[0], dims, strict=True):
         rows = list(result["ratings"][dim].items())[::-1]
         y = np.arange(len(rows))
         r = np.array([v["rating"] for _, v in rows])

@@ -12,9 +12,8 @@ from typing import AsyncIterator
 
 from ray import serve
 
-from serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
-from latxa.errors import LatxaError
-from serving.registry import ModelSpec, ServeConfig
+from latxa.serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
+from latxa.serving.registry import ModelSpec, ServeConfig
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -64,7 +63,7 @@ class Gateway:
         self.backends = RayBackends(self.cfg, handles)
 
     def __serve_build_asgi_app__(self):
-        from serving.app import build_app
+        from latxa.serving.app import build_app
 
         return build_app(self.cfg, self.backends)
 
@@ -87,21 +86,11 @@ def build_application(cfg: ServeConfig):
 
 def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -> None:
     """Start (or join) Ray, then run the application with its HTTP proxy on host:port (non-blocking)."""
-    import ray
+    from latxa.ray_local import start_ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        for attempt in range(3):  # a busy machine can miss Ray's fixed 30 s node start-up deadline
-            try:
-                ray.init(num_cpus=num_cpus or min(2, os.cpu_count() or 1), include_dashboard=False,
-                         object_store_memory=200 * 1024 * 1024, log_to_driver=False)
-                break
-            except Exception as err:  # Ray raises a bare Exception here
-                ray.shutdown()
-                if attempt == 2 or "timed out during startup" not in str(err):
-                    raise LatxaError(f"Ray could not start a local cluster ({str(err).splitlines()[0]}).") from None
-        # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys
-        # are never put in a runtime_env, where Ray would record them.
+    # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys are
+    # never put in a runtime_env, where Ray would record them.
+    start_ray(num_cpus=num_cpus or min(2, os.cpu_count() or 1), log_to_driver=False, quiet=True)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_application(cfg), name="latxa", route_prefix="/", blocking=False)
 

@@ -208,7 +208,7 @@ def tiny_copy(i: int) -> Path:
     """Copy ``i`` of the tiny model: same tokenizer and shape, weights re-drawn with seed 33 + i."""
     import shutil
 
-    from components.tiny_model import ensure_tiny_model
+    from latxa.components.tiny_model import ensure_tiny_model
     from latxa.paths import tiny_model_dir
 
     base = ensure_tiny_model(tiny_model_dir())

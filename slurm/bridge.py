@@ -7,7 +7,7 @@ so ``logs`` and resubmission work after the job left the controller.
 
 Resilience: :meth:`SlurmBridge.wait` with ``resubmit=N`` resubmits the same script (its training call has
 ``--resume``) when a job ends TIMEOUT, PREEMPTED or NODE_FAIL, up to N times; on any other failure it
-raises :class:`~slurm.errors.JobFailedError` carrying the log tail.
+raises :class:`~latxa.slurm.errors.JobFailedError` carrying the log tail.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from slurm import safety
-from slurm.errors import JobFailedError, SlurmError, WaitTimeoutError
-from slurm.profiles import ClusterProfile, load_profile
-from slurm.render import RenderedJob
-from slurm.transport import Transport, make_transport
+from latxa.slurm import safety
+from latxa.slurm.errors import JobFailedError, SlurmError, WaitTimeoutError
+from latxa.slurm.profiles import ClusterProfile, load_profile
+from latxa.slurm.render import RenderedJob
+from latxa.slurm.transport import Transport, make_transport
 
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL",
           "OUT_OF_MEMORY")
@@ -137,7 +137,7 @@ def _parse_exit_pair(text: str | None) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _aggregate(job_id: str, tasks: list[TaskStatus]) -> tuple[str, int | None, int | None, str | None]:
+def _aggregate(tasks: list[TaskStatus]) -> tuple[str, int | None, int | None, str | None]:
     states = [t.state for t in tasks]
     if any(s not in TERMINAL for s in states):
         state = "RUNNING" if "RUNNING" in states else ("PENDING" if "PENDING" in states else states[0])
@@ -297,7 +297,7 @@ class SlurmBridge:
             return JobStatus(job_id, t.state, "squeue", first.get("name"), t.exit_code, t.signal, t.reason,
                              first.get("nodes") or None, first.get("standard_output") or None,
                              int(first.get("restart_cnt") or 0))
-        state, rc, sig, reason = _aggregate(job_id, tasks)
+        state, rc, sig, reason = _aggregate(tasks)
         if task:
             t = tasks[0]
             state, rc, sig, reason = t.state, t.exit_code, t.signal, t.reason
@@ -325,7 +325,7 @@ class SlurmBridge:
             t = tasks[0]
             return JobStatus(job_id, t.state, "scontrol", first.get("JobName"), t.exit_code, t.signal, t.reason,
                              first.get("NodeList"), first.get("StdOut"), int(first.get("Restarts", 0) or 0))
-        state, rc, sig, reason = _aggregate(job_id, tasks)
+        state, rc, sig, reason = _aggregate(tasks)
         return JobStatus(job_id, state, "scontrol", first.get("JobName"), rc, sig, reason, first.get("NodeList"),
                          None, 0, tasks)
 
@@ -346,7 +346,7 @@ class SlurmBridge:
         if len(tasks) == 1:
             t = tasks[0]
             return JobStatus(job_id, t.state, "sacct", rows[0][1], t.exit_code, t.signal, None, rows[0][4] or None)
-        state, rc, sig, reason = _aggregate(job_id, tasks)
+        state, rc, sig, reason = _aggregate(tasks)
         return JobStatus(job_id, state, "sacct", rows[0][1], rc, sig, reason, rows[0][4] or None, None, 0, tasks)
 
     # ------------------------------------------------------------------------------------------ logs

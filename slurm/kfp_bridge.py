@@ -2,8 +2,8 @@
 
 ``train_job`` is the one implementation behind both KFP wrappers: the standalone ``slurm_train`` component
 (components/kfp/slurm_train.py) and the study pipelines' ``slurm-train-model`` step
-(``pipelines.steps_impl.train_slurm``). It returns the job id, state, model folder, MLflow run id, resubmissions
-and ``latxa train``'s run file, and raises :class:`~slurm.errors.JobFailedError` (the step fails) when the job
+(``latxa.pipelines.steps_impl.train_slurm``). It returns the job id, state, model folder, MLflow run id, resubmissions
+and ``latxa train``'s run file, and raises :class:`~latxa.slurm.errors.JobFailedError` (the step fails) when the job
 does not complete, after printing the log tail.
 """
 
@@ -14,10 +14,10 @@ import sys
 import time
 from typing import Mapping
 
-from slurm.bridge import JobStatus, SlurmBridge
-from slurm.errors import JobFailedError, SlurmError
-from slurm.profiles import load_profile
-from slurm.render import render_train
+from latxa.slurm.bridge import JobStatus, SlurmBridge
+from latxa.slurm.errors import JobFailedError, SlurmError
+from latxa.slurm.profiles import load_profile
+from latxa.slurm.render import render_train
 
 
 def _report(t0: float):

@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from slurm import safety
-from slurm.errors import SlurmError
+from latxa.slurm import safety
+from latxa.slurm.errors import SlurmError
 from latxa.yamlfile import load_yaml_file
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -126,12 +126,11 @@ class ClusterProfile(_Strict):
     def expand(self, value: str | None) -> str | None:
         if value is None:
             return None
-        from latxa.paths import REPO_ROOT, state_dir
+        from latxa.paths import expand
 
-        out = value
-        if "{state}" in out:
-            out = out.replace("{state}", str(state_dir()))
-        return out.replace("{repo}", str(REPO_ROOT)).replace("{slurm_dir}", str(local_cluster_dir()))
+        # Placeholders only: $VARS in a cluster profile belong to the cluster's shell, not to this machine's.
+        out = value.replace("{slurm_dir}", str(local_cluster_dir()))
+        return expand(out, what="profile value", env=False)
 
     @property
     def workdir_path(self) -> str:
@@ -159,7 +158,7 @@ class ClusterProfile(_Strict):
         """This site profile retargeted at another study profile: nodes and GPUs follow the study's target."""
         if not study_profile or study_profile == self.study_profile:
             return self
-        from components.config import load_config
+        from latxa.components.config import load_config
 
         tgt = load_config(config_path).resolve(study_profile).target
         update: dict = {"study_profile": study_profile}
@@ -169,7 +168,7 @@ class ClusterProfile(_Strict):
 
     def check_against_study(self, config_path: str | Path | None = None):
         """The study profile must exist and agree with the allocation (nodes x GPUs = Ray Train workers)."""
-        from components.config import load_config
+        from latxa.components.config import load_config
 
         resolved = load_config(config_path).resolve(self.study_profile)
         tgt = resolved.target

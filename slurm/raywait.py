@@ -1,6 +1,6 @@
 """Wait until a Ray cluster started inside a SLURM allocation has all its nodes (used by the sbatch script).
 
-    python -m slurm.raywait --address 10.0.0.1:20100 --nodes 32 --timeout 600
+    python -m latxa.slurm.raywait --address 10.0.0.1:20100 --nodes 32 --timeout 600
 
 Exits 0 once ``--nodes`` nodes are alive, 1 with a one-line reason on timeout.
 """

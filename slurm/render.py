@@ -5,7 +5,7 @@
   the job's exit status is the training's. Several variants make a job array (one variant per task).
 - :func:`render_command`: any command (data preparation, evaluation, tests), every argument quoted.
 
-Every user value is validated or quoted (:mod:`slurm.safety`).
+Every user value is validated or quoted (:mod:`latxa.slurm.safety`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Sequence
 
 import jinja2
 
-from slurm import safety
-from slurm.errors import SlurmError
-from slurm.profiles import ClusterProfile
+from latxa.slurm import safety
+from latxa.slurm.errors import SlurmError
+from latxa.slurm.profiles import ClusterProfile
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 
@@ -91,7 +91,7 @@ def _header_vars(profile: ClusterProfile, name: str, time: str | None, log_dir: 
 
 def default_model(profile: ClusterProfile, variant: str) -> str:
     """The backbone a variant starts from: the tiny offline model on CPU profiles, the HF name on GPU ones."""
-    from components.registry import parse
+    from latxa.components.registry import parse
 
     v = parse(variant)
     if profile.gpus_per_node == 0:
@@ -121,7 +121,7 @@ def render_train(
 
     With several variants, ``out`` (and ``data`` when given) get one sub-folder per variant.
     """
-    from components.registry import parse
+    from latxa.components.registry import parse
 
     if not variants:
         raise SlurmError("Give at least one variant to train.")

@@ -15,7 +15,7 @@ import shlex
 from pathlib import PurePosixPath
 from typing import Iterable
 
-from slurm.errors import UnsafeValueError
+from latxa.slurm.errors import UnsafeValueError
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Characters allowed in paths that go onto #SBATCH lines (log files, working directory).

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from slurm import safety
-from slurm.errors import SlurmError
-from slurm.profiles import ClusterProfile, TransportConfig
+from latxa.slurm import safety
+from latxa.slurm.errors import SlurmError
+from latxa.slurm.profiles import ClusterProfile, TransportConfig
 
 
 class Transport:

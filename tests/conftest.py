@@ -31,7 +31,7 @@ def latxa_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(latxa_home) -> Path:
-    from components.tiny_model import build_tiny_model
+    from latxa.components.tiny_model import build_tiny_model
 
     return build_tiny_model(latxa_home / "models" / "tiny")
 

@@ -240,7 +240,7 @@ def problems() -> list[str]:
         if len(entry) != len(LANGS):
             out.append(f"{key}: {len(entry)} languages, expected {len(LANGS)}")
             continue
-        for lang, value in zip(LANGS, entry):
+        for lang, value in zip(LANGS, entry, strict=True):
             if not value.strip():
                 out.append(f"{key}: empty {lang}")
     return out

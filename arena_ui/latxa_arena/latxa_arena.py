@@ -1,7 +1,6 @@
 """The Reflex app: routes and page titles. Run with ``reflex run`` from ``arena_ui/`` (or ``make arena``)."""
 
 import reflex as rx
-
 from latxa_arena import pages
 from latxa_arena.state import ArenaState, LeaderboardState, MineState
 

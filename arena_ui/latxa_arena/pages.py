@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import reflex as rx
-
 from latxa_arena.i18n import CATALOGUE, LANG_NAMES, LANGS
 from latxa_arena.state import ArenaState, LeaderboardState, MineState
 

@@ -15,8 +15,7 @@ import time
 
 import httpx
 import reflex as rx
-
-from latxa_arena.api import ApiError, ArenaClient, api_url
+from latxa_arena.api import ApiError, ArenaClient
 
 log = logging.getLogger("latxa_arena")
 

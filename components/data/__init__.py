@@ -4,9 +4,9 @@
 ``load_packed(dir)`` reads it back as a ``datasets.Dataset``. See docs/data.md.
 """
 
-from components.data.load import load_packed, read_manifest
-from components.data.prepare import PrepareResult, prepare
-from components.data.sources import DEFAULT_DATA_CONFIG, DataError, load_data_config
+from latxa.components.data.load import load_packed, read_manifest
+from latxa.components.data.prepare import PrepareResult, prepare
+from latxa.components.data.sources import DEFAULT_DATA_CONFIG, DataError, load_data_config
 
 __all__ = ["prepare", "load_packed", "read_manifest", "PrepareResult", "DataError", "load_data_config",
            "DEFAULT_DATA_CONFIG"]

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from components.data.sources import RecordError
+from latxa.components.data.sources import RecordError
 
 
 @lru_cache(maxsize=8)
@@ -134,7 +134,7 @@ def mask_from_encoding(enc, spans: list[tuple[int, int]]) -> tuple[np.ndarray, i
 
 def verify_renderer(hf_tokenizer, formatter: ChatFormatter) -> None:
     """Check our renderer against transformers' apply_chat_template on probe conversations."""
-    from components.data.sources import DataError
+    from latxa.components.data.sources import DataError
 
     probes = [
         [{"role": "user", "content": "Kaixo!"}, {"role": "assistant", "content": "Kaixo, zer moduz?"}],

@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components.data.sources import DataError
+from latxa.components.data.sources import DataError
 
 COLUMNS = ("input_ids", "labels", "position_ids")
 
 
 def read_manifest(path: str | Path) -> dict:
+    """The manifest of the prepared dataset at ``path``; :class:`DataError` (one sentence) unless it is complete."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} is not a prepared dataset (no manifest.json); run `latxa data prepare` first.") from None
-    except ValueError as err:
-        raise DataError(f"{path}/manifest.json is not valid JSON: {err}.") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}/manifest.json cannot be read as JSON: {err}.") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}/manifest.json is not a prepared dataset's manifest (not a JSON object).")
     missing = [s for s in manifest.get("shards", []) if not (path / s).is_file()]
     if missing:
         raise DataError(f"{path} is incomplete: shard {missing[0]} is missing.")

@@ -23,14 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from components.data.sources import (
+from latxa.components.data.sources import (
     DataError,
     ResolvedSource,
     file_format,
     load_data_config,
     resolve_sources,
 )
-from components.data.worker import Task, TaskResult, WorkerSpec, init_worker, run_task
+from latxa.components.data.worker import Task, TaskResult, WorkerSpec, init_worker, run_task
 
 FORMAT_VERSION = "latxa-packed/1"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -97,7 +97,7 @@ def tokenizer_digest(tok_dir: Path, memo: dict) -> dict[str, str]:
 def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
     """A local folder: the given one, an offline Hugging Face cache entry, or the tiny model."""
     if tokenizer is None or str(tokenizer) == "":
-        from components.tiny_model import ensure_tiny_model
+        from latxa.components.tiny_model import ensure_tiny_model
 
         return Path(ensure_tiny_model())
     path = Path(tokenizer)
@@ -218,14 +218,15 @@ def _replace_dir(tmp: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def read_manifest(out: Path) -> dict | None:
+def _complete_manifest(out: Path) -> dict | None:
+    """The manifest of a complete prepared dataset at ``out`` (shards and stats present), else None."""
+    from latxa.components.data.load import read_manifest
+
     try:
-        m = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = read_manifest(out)
+    except DataError:
         return None
-    if all((out / s).is_file() for s in m.get("shards", [])) and (out / "stats.json").is_file():
-        return m
-    return None
+    return manifest if (out / "stats.json").is_file() else None
 
 
 def prepare(
@@ -249,8 +250,8 @@ def prepare(
     progress: bool | Callable[[int], Any] = True,
 ) -> PrepareResult:
     """Prepare the packed dataset of one variant; see the module docstring and docs/data.md."""
-    from components.config import load_config
-    from components.registry import parse
+    from latxa.components.config import load_config
+    from latxa.components.registry import parse
     from latxa.paths import state_dir
 
     t0 = time.perf_counter()
@@ -293,11 +294,11 @@ def prepare(
     cached = cache_root / cache_key
     out = Path(out) if out else cached
 
-    found = read_manifest(out)
+    found = _complete_manifest(out)
     if found and found.get("cache_key") == cache_key:
         return PrepareResult(out, cache_key, True, json.loads((out / "stats.json").read_text()), found)
     if use_cache and out != cached:
-        found = read_manifest(cached)
+        found = _complete_manifest(cached)
         if found and found.get("cache_key") == cache_key:
             _materialize(cached, out)
             return PrepareResult(out, cache_key, True, json.loads((out / "stats.json").read_text()), found)
@@ -324,7 +325,7 @@ def prepare(
     return PrepareResult(out, cache_key, False, stats, manifest)
 
 
-def _load_tokenizer(tok_dir: Path, template_override: str | None):
+def _load_tokenizer(tok_dir: Path):
     """The fast tokenizer of ``tok_dir``.
 
     ``PreTrainedTokenizerFast`` reads tokenizer.json/tokenizer_config.json directly; unlike
@@ -345,10 +346,10 @@ def _load_tokenizer(tok_dir: Path, template_override: str | None):
 
 def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc, shard_rows,
            chunk_records, lookahead, mix_tasks, progress, cache_key):
-    from components.data.formatting import ChatFormatter, verify_renderer
-    from components.data.packing import Packer, ShardWriter
+    from latxa.components.data.formatting import ChatFormatter, verify_renderer
+    from latxa.components.data.packing import Packer, ShardWriter
 
-    tok = _load_tokenizer(tok_dir, template_override)
+    tok = _load_tokenizer(tok_dir)
     needs_chat = any(s.config.kind == "chat" for s in sources)
     template = template_override or tok.chat_template
     if needs_chat and not template:

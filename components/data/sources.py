@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +31,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from latxa.errors import LatxaError
-from latxa.paths import REPO_ROOT
 from latxa.yamlfile import load_yaml_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "data"
@@ -78,12 +76,12 @@ class ResolvedSource:
 
 
 def _expand(entry: str, base: Path) -> list[Path]:
-    from latxa.paths import state_dir
+    from latxa.paths import expand
 
-    text = entry.replace("{repo}", str(REPO_ROOT))
-    if "{state}" in text:
-        text = text.replace("{state}", str(state_dir()))
-    text = os.path.expanduser(os.path.expandvars(text))
+    try:
+        text = expand(entry, what="data file")
+    except LatxaError as err:
+        raise DataError(str(err)) from None
     path = Path(text)
     if not path.is_absolute():
         path = base / path
@@ -92,8 +90,6 @@ def _expand(entry: str, base: Path) -> list[Path]:
         if not matches:
             raise DataError(f"The data file pattern '{entry}' matches no files (expanded to {path}).")
         return matches
-    if "$" in text:
-        raise DataError(f"The data file '{entry}' uses an environment variable that is not set.")
     if not path.is_file():
         raise DataError(f"The data file {path} does not exist (from '{entry}').")
     return [path]

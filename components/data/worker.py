@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components.data.formatting import ChatFormatter, mask_from_encoding
-from components.data.sources import RecordError, parse_chat_record, parse_text_record
+from latxa.components.data.formatting import ChatFormatter, mask_from_encoding
+from latxa.components.data.sources import RecordError, parse_chat_record, parse_text_record
 
 
 @dataclass(frozen=True)

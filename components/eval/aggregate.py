@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from components.eval.errors import EvalError
-from components.eval.registry import LANGUAGES, Benchmark, Registry, default_registry
+from latxa.components.eval.errors import EvalError
+from latxa.components.eval.registry import LANGUAGES, Benchmark, Registry, default_registry
 
 
 @dataclass
@@ -100,7 +100,7 @@ class ModelTable:
     files: int = 0
 
 
-def _derive_group(task: str, candidates: list[_Entry], bench: Benchmark, entries: dict[str, list[_Entry]]) -> tuple[float, int, Path] | None:
+def _derive_group(task: str, candidates: list[_Entry], bench: Benchmark) -> tuple[float, int, Path] | None:
     """Size-weighted mean of a group's leaf subtasks (lm-eval's weight_by_size), from the latest file listing them."""
     for entry in reversed(candidates):
         if not entry.subtasks:
@@ -143,7 +143,7 @@ def build_model_table(model_dir: Path, registry: Registry, benchmarks: list[Benc
                 if isinstance(entry.metrics.get(extra), (int, float)):
                     table.extra.setdefault(bench.task, {})[extra] = float(entry.metrics[extra])
         elif candidates:
-            derived = _derive_group(bench.task, candidates, bench, entries) if fill_groups else None
+            derived = _derive_group(bench.task, candidates, bench) if fill_groups else None
             if derived:
                 score, n_leaves, path = derived
                 table.tasks[bench.task] = score

@@ -1,6 +1,6 @@
-"""Log an evaluation to MLflow as a nested run of the variant's run (``components.tracking`` conventions).
+"""Log an evaluation to MLflow as a nested run of the variant's run (``latxa.components.tracking`` conventions).
 
-Metrics use ``components.tracking``'s names: ``eval.<suite>.<task>`` per task (percent),
+Metrics use ``latxa.components.tracking``'s names: ``eval.<suite>.<task>`` per task (percent),
 ``eval.<suite>.mean_<lang>`` per language, plus ``eval.<suite>.n_tasks_<lang>`` (tasks the mean covers)
 and ``eval.<suite>.category_<category>``. Artifacts under ``eval/``: lm-eval's results JSON,
 the aggregate JSON, the markdown tables and the PNG plots.
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components import tracking
-from components.eval.errors import EvalError
+from latxa.components import tracking
+from latxa.components.eval.errors import EvalError
 
 if TYPE_CHECKING:
-    from components.eval.runner import EvalRun
+    from latxa.components.eval.runner import EvalRun
 
 
 def metrics_of(model_table: dict, suite: str) -> dict[str, float]:
@@ -56,11 +56,10 @@ def log_evaluation(results_root: str | Path, model_name: str, *, suite: str, var
                    tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
                    parent_run_id: str | None = None, params: dict | None = None, extra_tags: dict | None = None) -> str:
     """Aggregate ``results_root/model_name`` and log it; returns the evaluation run's id."""
+    from latxa.components.eval.aggregate import aggregate
+    from latxa.components.eval.plots import plot_all
+    from latxa.components.eval.tables import to_json, to_markdown
     from mlflow import MlflowClient
-
-    from components.eval.aggregate import aggregate
-    from components.eval.plots import plot_all
-    from components.eval.tables import to_json, to_markdown
 
     results_root = Path(results_root)
     model_dir = results_root / model_name
@@ -129,8 +128,8 @@ def evaluate_and_log(target: str, suite: str, out: str | Path, *, limit: int | N
                      extra_tags: dict | None = None) -> EvalStep:
     """lm-eval on ``target`` into ``out``, aggregated, and (with ``log``) logged as a nested MLflow run: the one
     body behind both KFP wrappers (components/kfp/eval.py and the study pipelines' evaluate step)."""
-    from components.eval.aggregate import aggregate
-    from components.eval.runner import run_eval
+    from latxa.components.eval.aggregate import aggregate
+    from latxa.components.eval.runner import run_eval
 
     res = run_eval(target, suite, out, limit=limit, name=name, tasks=tasks, served_model=served_model, device=device)
     table = aggregate([out], suite=suite)["models"][res.spec.name]

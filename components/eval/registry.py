@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from components.eval.errors import EvalError
+from latxa.components.eval.errors import EvalError
 
 REGISTRY_FILE = Path(__file__).with_name("benchmarks.yaml")
 TASKS_DIR = Path(__file__).with_name("tasks")

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.eval.errors import EvalError
-from components.eval.registry import Registry, Suite, default_registry
+from latxa.components.eval.errors import EvalError
+from latxa.components.eval.registry import Registry, Suite, default_registry
 
 URL_RE = re.compile(r"^https?://", re.I)
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")

@@ -1,4 +1,4 @@
-"""Render an aggregate (see :func:`components.eval.aggregate.aggregate`) as json, md, csv or latex."""
+"""Render an aggregate (see :func:`latxa.components.eval.aggregate.aggregate`) as json, md, csv or latex."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from components.eval.errors import EvalError
+from latxa.components.eval.errors import EvalError
 
 FORMATS = ("json", "md", "csv", "latex")
 LANG_NAMES = {"eu": "EU", "en": "EN", "es": "ES"}

@@ -39,10 +39,6 @@ class PackedInfo:
     trainable_tokens: int
     stats: dict
 
-    def as_params(self) -> dict:
-        return {"data.dir": str(self.data_dir), "data.num_rows": self.num_rows, "data.cache_key": self.cache_key,
-                "data.trainable_tokens": self.trainable_tokens}
-
 
 def inspect_packed(data_dir: str | Path, check_rows: bool = True) -> PackedInfo:
     """Validate a packed dataset folder and summarise it; raise :class:`DataFormatError` with file:row."""
@@ -117,10 +113,10 @@ def inspect_packed(data_dir: str | Path, check_rows: bool = True) -> PackedInfo:
 def open_packed(data_dir: str | Path):
     """A memory-mapped ``datasets.Dataset`` over the shards (numpy format).
 
-    Uses ``components.data.load_packed`` when the data layer provides it, else reads the shards directly.
+    Uses ``latxa.components.data.load_packed`` when the data layer provides it, else reads the shards directly.
     """
     try:
-        from components.data import load_packed  # the data layer's reader, when present
+        from latxa.components.data import load_packed  # the data layer's reader, when present
     except ImportError:
         load_packed = None
     if load_packed is not None:

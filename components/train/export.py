@@ -44,7 +44,7 @@ def consolidated_state_dict(checkpoint_dir: Path) -> dict:
     """fp32 weights from a DDP or ZeRO (1/2/3) checkpoint folder."""
     import torch
 
-    from components.train.loop import DS_TAG, MODEL_FILE
+    from latxa.components.train.loop import DS_TAG, MODEL_FILE
 
     checkpoint_dir = Path(checkpoint_dir)
     if (checkpoint_dir / MODEL_FILE).is_file():

@@ -85,13 +85,13 @@ class LocalContext:
     def latest_checkpoint(self):
         yield self.resume_from
 
-    def report(self, metrics: dict, checkpoint_dir: Path | None, name: str | None) -> None:
+    def report(self, metrics: dict, _checkpoint_dir: Path | None, _name: str | None) -> None:
         self.reports.append(dict(metrics))
 
 
 def train_loop_per_worker(config: dict) -> None:
     """Entry point for Ray Train (``TorchTrainer(train_loop_per_worker, train_loop_config=plan.to_dict())``)."""
-    from components.train.plan import TrainPlan
+    from latxa.components.train.plan import TrainPlan
 
     run_worker(TrainPlan.from_dict(config), RayContext())
 
@@ -170,7 +170,7 @@ def add_neftune(model, alpha: float):
         return None
     embed = model.get_input_embeddings()
 
-    def hook(module, args, output):
+    def hook(module, _args, output):
         if not module.training:
             return output
         dims = output.size(1) * output.size(2)
@@ -210,7 +210,7 @@ class _Metrics:
         self.logger = None
         self.monitor = None
         if rank == 0 and plan.mlflow_run_id:
-            from components.tracking import BufferedRunLogger
+            from latxa.components.tracking import BufferedRunLogger
 
             self.logger = BufferedRunLogger(plan.mlflow_run_id, plan.tracking_uri)
             try:
@@ -256,8 +256,8 @@ def run_worker(plan, ctx) -> dict:
     import numpy as np
     import torch
 
-    from components.train.data import epoch_order, open_packed, packed_attention_mask, rank_micro_batches
-    from components.train.optim import build_optimizer, build_scheduler, deepspeed_config
+    from latxa.components.train.data import epoch_order, open_packed, packed_attention_mask, rank_micro_batches
+    from latxa.components.train.optim import build_optimizer, build_scheduler, deepspeed_config
 
     rank, world = ctx.rank, ctx.world_size
     if world != plan.world_size:

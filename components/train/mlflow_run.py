@@ -1,10 +1,10 @@
-"""MLflow for training, following components.tracking's conventions.
+"""MLflow for training, following latxa.components.tracking's conventions.
 
 One run per variant (run name = variant code) in the study experiment, optionally nested under a sweep run;
 params = every hyperparameter of the plan + git commit + data cache key; artifacts = resolved config, the
 DeepSpeed config, the data manifest and stats; per-step metrics are logged by rank 0 during training
-(components.train.loop); at the end the exported model is logged under ``model/`` and registered as
-``components.tracking.registered_model_name(code)`` with the data hash and git commit as version tags.
+(latxa.components.train.loop); at the end the exported model is logged under ``model/`` and registered as
+``latxa.components.tracking.registered_model_name(code)`` with the data hash and git commit as version tags.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from components import tracking
+from latxa.components import tracking
 
 
 def _client(uri: str):
@@ -54,14 +54,14 @@ def open_run(plan, job, uri: str, existing_run_id: str | None) -> str:
         tags[tracking.TAG_SLURM_JOB] = slurm
     run = client.create_run(exp, run_name=plan.variant, tags=tags)
     run_id = run.info.run_id
-    from components.registry import parse
+    from latxa.components.registry import parse
 
     v = parse(plan.variant)
     params = {**plan.params(), "paper_name": v.paper_name, "backbone": v.backbone_info.hf_name}
     items = [Param(k, str(val)[:6000]) for k, val in sorted(params.items())]
     for i in range(0, len(items), 90):
         client.log_batch(run_id, params=items[i:i + 90])
-    from components.train.optim import deepspeed_config
+    from latxa.components.train.optim import deepspeed_config
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,8 +91,9 @@ def register_export(plan, job, uri: str, run_id: str, model_dir: Path, metrics: 
     client = _client(uri)
     final = {tracking.METRIC_FINAL_LOSS: metrics.get("loss"), tracking.METRIC_TOKENS_SEEN: metrics.get("tokens_seen"),
              "train_tokens_per_s": metrics.get("tokens_per_s")}
-    from mlflow.entities import Metric
     import time
+
+    from mlflow.entities import Metric
 
     ts = int(time.time() * 1000)
     step = int(metrics.get("step") or plan.total_steps)

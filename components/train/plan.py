@@ -37,8 +37,8 @@ class TrainJob:
     profile: str | None = "local"
     config_path: Path | None = None
     resume: bool = False
-    tracking_uri: str | None = None        # default: components.tracking.resolve_tracking_uri()
-    experiment: str | None = None          # default: components.tracking.DEFAULT_EXPERIMENT
+    tracking_uri: str | None = None        # default: latxa.components.tracking.resolve_tracking_uri()
+    experiment: str | None = None          # default: latxa.components.tracking.DEFAULT_EXPERIMENT
     parent_run_id: str | None = None       # sweep run that groups variants
     register: bool = True                  # register the exported model in the MLflow Model Registry
     track: bool = True                     # False: no MLflow at all (benchmarks)
@@ -68,6 +68,8 @@ class TrainPlan:
     profile: str | None
     backend: str                  # cpu | gpu
     world_size: int
+    gpus_per_worker: float
+    cpus_per_worker: int
     deepspeed_stage: int
     offload_optimizer: bool
     seed: int
@@ -149,9 +151,9 @@ def read_run_file(out_dir: Path) -> dict | None:
 
 def plan_training(job: TrainJob) -> TrainPlan:
     """Validate a job and resolve it into a plan; raise :class:`TrainConfigError` (or another LatxaError)."""
-    from components.config import load_config
-    from components.registry import parse
-    from components.train.data import Schedule, inspect_packed
+    from latxa.components.config import load_config
+    from latxa.components.registry import parse
+    from latxa.components.train.data import Schedule, inspect_packed
 
     variant = parse(job.variant)                      # VariantError: unknown variant, one sentence
     resolved = load_config(job.config_path).resolve(job.profile)
@@ -200,7 +202,7 @@ def plan_training(job: TrainJob) -> TrainPlan:
 
         model_dir = tiny_model_dir()
         if not (model_dir / "config.json").is_file():
-            from components.tiny_model import ensure_tiny_model
+            from latxa.components.tiny_model import ensure_tiny_model
 
             ensure_tiny_model(model_dir)
     else:
@@ -233,7 +235,8 @@ def plan_training(job: TrainJob) -> TrainPlan:
     return TrainPlan(
         variant=variant.code, data_dir=str(Path(job.data_dir).resolve()), out_dir=str(out_dir.resolve()),
         model_dir=str(model_dir.resolve()), run_name=variant.code, profile=resolved.profile, backend=target.backend,
-        world_size=world, deepspeed_stage=stage, offload_optimizer=target.offload_optimizer,
+        world_size=world, gpus_per_worker=target.gpus_per_worker, cpus_per_worker=target.cpus_per_worker,
+        deepspeed_stage=stage, offload_optimizer=target.offload_optimizer,
         seed=job.seed if job.seed is not None else study.seed, seq_len=data.seq_len, num_rows=data.num_rows,
         micro_batch_size=micro, grad_accum=accum, global_batch=global_batch, steps_per_epoch=sched.steps_per_epoch,
         total_steps=sched.total_steps, padded_rows_per_epoch=sched.padded_rows_per_epoch, shuffle=study.data.shuffle,
@@ -249,6 +252,6 @@ def plan_training(job: TrainJob) -> TrainPlan:
 
 
 def _git_commit() -> str:
-    from components.tracking import git_commit
+    from latxa.components.tracking import git_commit
 
     return git_commit()

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from components.train.export import CHECKSUMS, sha256sums, write_checksums
+from latxa.components.train.export import CHECKSUMS, sha256sums, write_checksums
 from latxa.errors import LatxaError
 
 REMOTE = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:(?!//)")

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from components.train.plan import MODEL_DIR, RUN_FILE, TrainJob, TrainPlan, plan_training, read_run_file
+from latxa.components.train.plan import MODEL_DIR, RUN_FILE, TrainJob, TrainPlan, plan_training, read_run_file
 from latxa.errors import LatxaError
 
 
@@ -55,28 +55,10 @@ def _write_run_file(out_dir: Path, data: dict) -> None:
 
 def start_ray(num_cpus: int | None = None) -> bool:
     """Connect to RAY_ADDRESS if set, else start a small local Ray; returns True if this call started it."""
-    import ray
+    from latxa.ray_local import start_ray as start
 
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-        return True
-    for attempt in range(1, 6):
-        try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 1024**2,
-                     log_to_driver=True, configure_logging=False)
-            return True
-        except Exception as err:  # Ray gives its raylet 30 s to register; an overloaded machine can miss that
-            if "timed out during startup" not in str(err) or attempt == 5:
-                raise
-            print(f"[train] local Ray did not start in time (attempt {attempt}/5, machine overloaded?); retrying",
-                  flush=True)
-            ray.shutdown()
-            time.sleep(5 * attempt)
-    return True
+    return start(num_cpus=num_cpus, log_to_driver=True)
 
 
 def run_trainer(plan: TrainPlan):
@@ -84,10 +66,11 @@ def run_trainer(plan: TrainPlan):
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from components.train.loop import train_loop_per_worker
+    from latxa.components.train.loop import train_loop_per_worker
 
     gpu = plan.backend == "gpu"
-    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+    threads = str(plan.cpus_per_worker)  # the worker's reserved CPUs, no more (oversubscription slows gloo/NCCL)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": str(plan.seed)}
     if not gpu:
         env["DS_ACCELERATOR"] = "cpu"
@@ -100,7 +83,7 @@ def run_trainer(plan: TrainPlan):
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.world_size, use_gpu=gpu,
-            resources_per_worker={"GPU": 1, "CPU": 8} if gpu else {"CPU": 1}),
+            resources_per_worker={"CPU": plan.cpus_per_worker, **({"GPU": plan.gpus_per_worker} if gpu else {})}),
         run_config=ray.train.RunConfig(
             name=plan.run_name, storage_path=str(plan.ray_dir),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=plan.keep_checkpoints),
@@ -113,8 +96,8 @@ def run_trainer(plan: TrainPlan):
 
 def train(job: TrainJob, progress: bool = True) -> TrainResult:
     """Validate, train, export and register one variant. Raises LatxaError subclasses on bad input."""
-    from components import tracking
-    from components.train.mlflow_run import open_run, register_export
+    from latxa.components import tracking
+    from latxa.components.train.mlflow_run import open_run, register_export
 
     plan = plan_training(job)                      # every input check happens here, before any worker
     out_dir = Path(plan.out_dir)
@@ -140,7 +123,7 @@ def train(job: TrainJob, progress: bool = True) -> TrainResult:
             result = run_trainer(plan)
         except Exception as err:
             if job.track and run_id:
-                from components.train.mlflow_run import end_run
+                from latxa.components.train.mlflow_run import end_run
 
                 end_run(uri, run_id, "FAILED")
             raise TrainingFailed(f"Training {plan.variant} failed: {_root_cause(err)}") from err
@@ -152,7 +135,7 @@ def train(job: TrainJob, progress: bool = True) -> TrainResult:
     if result.checkpoint is None:
         raise TrainingFailed(f"Training {plan.variant} ended without a checkpoint under {plan.ray_dir}.")
     ckpt_dir = Path(result.checkpoint.path)
-    from components.train.export import export_checkpoint
+    from latxa.components.train.export import export_checkpoint
 
     model_out = export_checkpoint(ckpt_dir, out_dir / MODEL_DIR, base_model=plan.model_dir)
     metrics = dict(result.metrics or {})

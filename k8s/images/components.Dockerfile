@@ -19,14 +19,19 @@ ENV PATH=/opt/venv/bin:$PATH
 # torch first, from the chosen index, so nothing later pulls another build.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY latxa latxa
 COPY components components
 COPY pipelines pipelines
 COPY slurm slurm
 COPY serving serving
 COPY arena_ui arena_ui
-RUN pip install ".[pipelines]" "ray[train]==${RAY_VERSION}" "psycopg2-binary==2.9.10" "boto3==1.35.36"
+COPY data data
+COPY mlflow mlflow
+# The wheel (one import root, `latxa`; sample data, configs and templates as package data), then the wheel itself
+# installed, as a user would: nothing at run time reads /src.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install "$(ls /wheels/latxa_mlops-*.whl)[pipelines]" "ray[train]==${RAY_VERSION}" "psycopg2-binary==2.9.10" "boto3==1.35.36"
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN apt-get update \

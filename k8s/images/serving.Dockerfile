@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # The serving image: Ray Serve with the arena models and the arena API (`latxa serve`, and the
-# RayService application builder `latxa_rayservice:build_app`). No DeepSpeed, no lm-eval.
+# RayService application builder `latxa.serving.rayservice:build_app`). No DeepSpeed, no lm-eval.
 #   docker build -f k8s/images/serving.Dockerfile -t ghcr.io/latxa-mlops/serving:0.1.0 .
 #   GPU + vLLM (Ray Serve LLM): --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 \
 #        --build-arg WITH_VLLM=1 -t ghcr.io/latxa-mlops/serving:0.1.0-cuda .
@@ -19,16 +19,18 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY latxa latxa
 COPY components components
 COPY serving serving
 COPY pipelines pipelines
 COPY slurm slurm
 COPY arena_ui arena_ui
-RUN pip install ".[serve]" "ray[serve]==${RAY_VERSION}" "psycopg[binary]==3.2.3" \
+COPY data data
+COPY mlflow mlflow
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install "$(ls /wheels/latxa_mlops-*.whl)[serve]" "ray[serve]==${RAY_VERSION}" "psycopg[binary]==3.2.3" \
  && if [ "${WITH_VLLM}" = "1" ]; then pip install "ray[llm]==${RAY_VERSION}"; fi
-COPY k8s/images/rayservice_app.py /opt/venv/lib/python3.11/site-packages/latxa_rayservice.py
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --gid 10001 latxa \

@@ -68,7 +68,7 @@ def outlier_test(votes: list[tuple[str, str, str, int]], alpha: float = 0.001,
     flagged: dict[str, float] = {}
     level = alpha / len(CHECKPOINTS)
     for user, key, oc in norm:
-        others = [pc - uc for pc, uc in zip(pair_counts[key], by_user_pair[(user, key)])]
+        others = [pc - uc for pc, uc in zip(pair_counts[key], by_user_pair[(user, key)], strict=True)]
         if sum(others) < min_other_votes:
             continue
         stats[user].append(-2.0 * math.log(max(_outcome_pvalue(others, oc), 1e-300)))

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import json
 import random
-import re
 import secrets
 import time
 from typing import Any, Literal, Optional
@@ -25,11 +24,11 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.arena.abuse import RateLimiter, outlier_test
-from serving.arena.db import Battle, Participant, Session, Setting, Turn, Vote, rated_votes, utcnow
-from serving.arena.sampling import PairSampler
-from serving.ratings import derive_winner
-from serving.registry import ArenaSettings
+from latxa.serving.arena.abuse import RateLimiter, outlier_test
+from latxa.serving.arena.db import Battle, Participant, Session, Turn, Vote, rated_votes, utcnow
+from latxa.serving.arena.sampling import PairSampler
+from latxa.serving.ratings import derive_winner
+from latxa.serving.registry import ArenaSettings
 
 Choice = Literal["model_a", "model_b", "tie"]
 BASQUE_LEVELS = ["A1", "A2", "B1", "B2", "C1", "C2", "native"]
@@ -270,7 +269,7 @@ class Arena:
         return b
 
     def leaderboard(self) -> dict:
-        from serving.ratings import compute_ratings, votes_from_records
+        from latxa.serving.ratings import compute_ratings, votes_from_records
 
         now = time.monotonic()
         if self._leaderboard and now - self._leaderboard[0] < self.settings.leaderboard_cache_seconds:
@@ -346,7 +345,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
         arena._tokens[th] = (p, sess.expires_at, time.monotonic())
         return p
 
-    async def participant(authorization: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> Participant:
+    async def participant(authorization: Optional[str] = Header(None), _ip: str = Depends(ip_limit)) -> Participant:
         if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 512:
             raise ApiError(401, "unauthorized", "Log in first: send Authorization: Bearer <token>.")
         th = _token_hash(authorization[7:].strip())
@@ -355,7 +354,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
             return hit[0]
         return await asyncio.to_thread(lookup_session, th)
 
-    def admin(x_admin_token: Optional[str] = Header(None), ip: str = Depends(ip_limit)) -> None:
+    def admin(x_admin_token: Optional[str] = Header(None), _ip: str = Depends(ip_limit)) -> None:
         expected = settings.admin_token
         if not expected:
             raise ApiError(403, "admin_disabled", "Admin endpoints are disabled: no admin token is configured.")
@@ -414,7 +413,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
         return {"participant_id": p.id, "username": p.username, "token": token}
 
     @r.delete("/sessions", status_code=204)
-    def logout(authorization: Optional[str] = Header(None), p: Participant = Depends(participant)) -> Response:
+    def logout(authorization: Optional[str] = Header(None), _p: Participant = Depends(participant)) -> Response:
         arena._tokens.pop(_token_hash(authorization[7:].strip()), None)
         with arena.sf() as s:
             sess = s.get(Session, _token_hash(authorization[7:].strip()))
@@ -595,7 +594,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
                 raise ApiError(404, "not_found", "There is no such battle.")
             _, model_a, model_b, is_control, control_good, last_answer_at = row[:6]
             if row[6] is not None:   # votes.id: this battle already has a vote
-                existing = Vote(**dict(zip((c.key for c in votes.columns), row[6:])))
+                existing = Vote(**dict(zip((c.key for c in votes.columns), row[6:], strict=True)))
                 return same_or_conflict(existing, body.content, body.language, overall)
             if last_answer_at is None:
                 raise ApiError(409, "no_answers", "Send a message and read both answers before voting.")
@@ -669,7 +668,7 @@ def create_arena_app(settings: ArenaSettings, session_factory, backends, rng: ra
     @r.get("/admin/export", dependencies=[Depends(admin)],
            responses={200: {"content": {"application/x-ndjson": {}}}})
     def admin_export(sanitized: bool = Query(False)) -> Response:
-        from serving.arena.export import export_rows
+        from latxa.serving.arena.export import export_rows
 
         with arena.sf() as s:
             rows = export_rows(s, sanitized=sanitized, salt=settings.export_salt)

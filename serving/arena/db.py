@@ -10,10 +10,22 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
-                        create_engine, event)
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from latxa.errors import LatxaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -131,21 +143,53 @@ def make_engine(url: str | None = None) -> Engine:
     return engine
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic (idempotent)."""
-    from alembic import command
+def _alembic_config():
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic (idempotent). Only `latxa arena migrate` and the server's
+    start call this: reading a database never changes its schema."""
+    from alembic import command
+
+    cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-def open_db(url: str | None = None) -> tuple[Engine, sessionmaker]:
+def schema_revision(engine: Engine) -> tuple[str | None, str]:
+    """(the database's Alembic revision or None, the code's head revision)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
+
+
+class SchemaError(LatxaError):
+    """The arena database's schema is not the one this code reads (one sentence naming the command to run)."""
+
+
+def open_db(url: str | None = None, *, migrate_schema: bool = False) -> tuple[Engine, sessionmaker]:
+    """An engine and session factory for the arena database. With ``migrate_schema`` (the server's start) the
+    schema is brought to head first; otherwise a database at another revision is refused in one sentence."""
     engine = make_engine(url)
-    migrate(engine)
+    if migrate_schema:
+        migrate(engine)
+    else:
+        current, head = schema_revision(engine)
+        if current != head:
+            engine.dispose()
+            state = f"at revision {current}" if current else "not initialised"
+            shown = engine.url.render_as_string(hide_password=True)
+            raise SchemaError(f"The arena database {shown} is {state} (this code reads {head}); run "
+                              f"`latxa arena migrate --db {shown}` first.")
     return engine, sessionmaker(engine, expire_on_commit=False)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from serving.arena.db import Battle, Participant, Setting, Turn, Vote
+from latxa.serving.arena.db import Battle, Participant, Setting, Turn, Vote
 
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 URL_RE = re.compile(r"(?:https?://|www\.)\S+")

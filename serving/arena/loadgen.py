@@ -10,21 +10,14 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.arena.app import _token_hash
-from serving.arena.db import Battle, Participant, Session, Turn, open_db, utcnow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from latxa.serving.arena.app import _token_hash
+from latxa.serving.arena.db import Battle, Participant, Session, Turn, open_db, utcnow
 
 
 def seed_battles(db_url: str, participants: int, battles: int, models: list[str]) -> list[tuple[str, str]]:
@@ -32,7 +25,7 @@ def seed_battles(db_url: str, participants: int, battles: int, models: list[str]
     import datetime as dt
     import random
 
-    _, sf = open_db(db_url)
+    _, sf = open_db(db_url, migrate_schema=True)  # a fresh benchmark database
     rng = random.Random(0)
     tokens, out = [], []
     past = utcnow() - dt.timedelta(minutes=5)
@@ -153,7 +146,7 @@ def kill(proc: subprocess.Popen) -> None:
 def stored_vote_ids(db_url: str) -> set[str]:
     from sqlalchemy import select
 
-    from serving.arena.db import Vote
+    from latxa.serving.arena.db import Vote
 
     engine, sf = open_db(db_url)
     with sf() as s:

@@ -7,9 +7,7 @@ down (a closed port), so some battles have one failing side. Screenshots go to t
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -32,7 +30,7 @@ PROMPT = "Zein da Euskal Herriko mendirik altuena?"
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
 
 sys.path.insert(0, str(REPO))
-from arena_ui.launch import TOOLS_BIN, ArenaStack  # noqa: E402
+from latxa.arena_ui.launch import TOOLS_BIN, ArenaStack  # noqa: E402
 
 
 def _api_command(config: Path) -> list[str]:
@@ -41,8 +39,8 @@ def _api_command(config: Path) -> list[str]:
     probe = subprocess.run([str(latxa), "arena", "serve", "--help"], capture_output=True, text=True)
     if probe.returncode == 0 and "--config" in probe.stdout:
         return [str(latxa), "arena", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "{port}"]
-    # Same server through its Python entry point (serving.app.serve_standalone), for checkouts without the verb.
-    code = ("import sys; from serving.registry import load_serve_config; from serving.app import serve_standalone; "
+    # Same server through its Python entry point (latxa.serving.app.serve_standalone), for checkouts without the verb.
+    code = ("import sys; from latxa.serving.registry import load_serve_config; from latxa.serving.app import serve_standalone; "
             "serve_standalone(load_serve_config(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))")
     return [sys.executable, "-c", code, str(config), "{port}"]
 

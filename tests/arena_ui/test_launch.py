@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from arena_ui.launch import ArenaStack, LaunchError, free_port, main, wait_http  # noqa: E402
+from latxa.arena_ui.launch import ArenaStack, LaunchError, main, wait_http  # noqa: E402
+from latxa.net import free_port  # noqa: E402
 
 
 def test_free_port_is_bindable_and_outside_the_ephemeral_range():

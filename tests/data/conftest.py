@@ -20,7 +20,7 @@ def hf_tokenizer(tiny_model):
 @pytest.fixture(scope="session")
 def prepared_101(tiny_model, tmp_path_factory):
     """exp_2_101 on the shipped sample, local profile (seq_len 256), two processes."""
-    from components.data import prepare
+    from latxa.components.data import prepare
 
     out = tmp_path_factory.mktemp("prep") / "exp_2_101"
     return prepare("exp_2_101", out, tokenizer=tiny_model, num_proc=2, progress=False,

@@ -41,7 +41,7 @@ def test_cli_bad_record_is_one_sentence_with_file_line(cli, tiny_model, tmp_path
 def test_cli_help_has_examples_and_usage_errors_exit_nonzero():
     from typer.testing import CliRunner
 
-    from latxa.cli import app
+    from latxa.cli.app import app
 
     runner = CliRunner()
     for verb in ("prepare", "show"):
@@ -59,9 +59,9 @@ def test_kfp_component_runs_under_kfp_local(tiny_model, latxa_home, tmp_path):
     from kfp import dsl, local
     from kfp.dsl import Model
 
-    from components.kfp.data_prep import COMPONENT_IMAGE, prepare_data
+    from latxa.pipelines.steps import IMAGE, prepare_data
 
-    assert COMPONENT_IMAGE and prepare_data.component_spec.implementation.container.image == COMPONENT_IMAGE
+    assert IMAGE and prepare_data.component_spec.implementation.container.image == IMAGE
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 
     @dsl.pipeline

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.data.formatting import ChatFormatter, mask_from_offsets
-from components.data.sources import RecordError
+from latxa.components.data.formatting import ChatFormatter, mask_from_offsets
+from latxa.components.data.sources import RecordError
 
 EOT = "<|eot_id|>"
 
@@ -89,7 +89,7 @@ def test_template_exception_becomes_record_error(hf_tokenizer):
 
 
 def test_fast_mask_equals_offset_mask_including_straddling_tokens(hf_tokenizer, h):
-    from components.data.formatting import mask_from_encoding
+    from latxa.components.data.formatting import mask_from_encoding
 
     fmt = _formatter(hf_tokenizer)
     for msgs in h.sample_conversations()[::5]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from components.data.packing import IGNORE, Packer, ShardWriter
+from latxa.components.data.packing import IGNORE, Packer, ShardWriter
 
 PAD = 9999
 
@@ -20,14 +20,14 @@ def _pack(docs, seq_len, tmp_path, lookahead=4, shard_rows=1000):
     rows = []
     for s in writer.shards:
         t = pq.read_table(tmp_path / s)
-        rows += list(zip(*(t.column(c).to_pylist() for c in ("input_ids", "labels", "position_ids"))))
+        rows += list(zip(*(t.column(c).to_pylist() for c in ("input_ids", "labels", "position_ids")), strict=True))
     return packer, writer, rows
 
 
 def _segments(ids, pos):
     """Split a row into segments at position_ids == 0."""
     cuts = [i for i, p in enumerate(pos) if p == 0] + [len(ids)]
-    return [ids[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [ids[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def test_rows_are_full_except_last_and_positions_restart_per_document(tmp_path):
@@ -42,7 +42,7 @@ def test_rows_are_full_except_last_and_positions_restart_per_document(tmp_path):
     total = sum(len(d) for d in docs)
     assert packer.tokens == total
     assert len(rows) == -(-total // 16)
-    for ids, labels, pos in rows[:-1]:
+    for ids, _labels, _pos in rows[:-1]:
         assert len(ids) == 16 and PAD not in ids
     last_ids, last_labels, last_pos = rows[-1]
     n_pad = len(rows) * 16 - total

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.data import DataError, load_packed, prepare
+from latxa.components.data import DataError, load_packed, prepare
 from latxa.paths import SAMPLE_DATA
 
 BOS, EOT, END_OF_TEXT, HEADER = 0, 4, 1, 2  # the tiny tokenizer's fixed special-token ids

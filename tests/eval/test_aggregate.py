@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from components.eval.aggregate import aggregate, read_results_file
-from components.eval.errors import EvalError
-from components.eval.tables import render
+from latxa.components.eval.aggregate import aggregate, read_results_file
+from latxa.components.eval.errors import EvalError
+from latxa.components.eval.tables import render
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO.parent / "shared" / "data" / "latxa_instruct" / "evaluation" / "benchmarks" / "results"
@@ -48,7 +48,7 @@ def test_reproduces_the_papers_language_means_and_coverage(paper):
     assert len(paper["models"]) == 24
     for model, expected in EXPECTED.items():
         got = paper["models"][model]
-        for lang, (mean, n) in zip(("eu", "en", "es"), expected):
+        for lang, (mean, n) in zip(("eu", "en", "es"), expected, strict=True):
             assert round(got["languages"][lang], 2) == pytest.approx(mean, abs=1e-9), (model, lang)
             assert got["coverage"][lang]["tasks"] == n, (model, lang)
     assert paper["models"]["gpt-4o-2024-11-20"]["coverage"]["eu"] == {"tasks": 8, "of": 14}
@@ -165,7 +165,7 @@ def test_formats_agree_with_the_json(tmp_path):
 
 
 def test_plots_are_pngs(tmp_path):
-    from components.eval.plots import plot_all
+    from latxa.components.eval.plots import plot_all
 
     m = tmp_path / "res" / "model_a"
     _write(m / "results_2025-01-01T00-00-00.json", "eus_trivia", 0.4)

@@ -78,9 +78,8 @@ def test_aggregate_of_the_run(eu_mini_run, cli):
 
 
 def test_mlflow_nested_run_under_the_variant(eu_mini_run):
+    from latxa.components import tracking
     from mlflow import MlflowClient
-
-    from components import tracking
 
     _, out, uri = eu_mini_run
     client = MlflowClient(tracking_uri=uri)
@@ -104,9 +103,8 @@ def test_mlflow_nested_run_under_the_variant(eu_mini_run):
 
 
 def test_eval_log_nests_a_second_evaluation_under_the_same_variant_run(eu_mini_run, cli):
+    from latxa.components import tracking
     from mlflow import MlflowClient
-
-    from components import tracking
 
     _, out, uri = eu_mini_run
     res = cli("eval", "log", str(out), "--name", "tiny", "--suite", "eu-mini", "--variant", "exp_2_101",
@@ -124,12 +122,12 @@ def test_eval_log_nests_a_second_evaluation_under_the_same_variant_run(eu_mini_r
 def test_openai_compatible_endpoint(tiny_model, tmp_path):
     """A real OpenAI-compatible server (the serving layer's routes) on the tiny model, eu-mini-gen through it."""
     uvicorn = pytest.importorskip("uvicorn")
-    openai_api = pytest.importorskip("serving.openai_api")
+    openai_api = pytest.importorskip("latxa.serving.openai_api")
     from fastapi import FastAPI
 
-    from components.eval.runner import run_eval
-    from serving.generation import LocalBackends
-    from serving.registry import GenerationSettings, ModelSpec
+    from latxa.components.eval.runner import run_eval
+    from latxa.serving.generation import LocalBackends
+    from latxa.serving.registry import GenerationSettings, ModelSpec
 
     app = FastAPI()
     calls = []
@@ -173,9 +171,9 @@ def test_openai_compatible_endpoint(tiny_model, tmp_path):
 def test_kfp_component_under_kfp_local(tiny_model, tmp_path):
     from kfp import dsl, local
     from kfp.dsl import Model
-    from mlflow import MlflowClient
 
-    from components.kfp.eval import evaluate
+    from latxa.pipelines.steps import evaluate_model
+    from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", *OFFLINE)}
@@ -187,7 +185,7 @@ def test_kfp_component_under_kfp_local(tiny_model, tmp_path):
         @dsl.pipeline(name="eval-tiny")
         def pipe(model_dir: str):
             imp = dsl.importer(artifact_uri=model_dir, artifact_class=Model, reimport=False)
-            evaluate(suite="eu-mini", model=imp.output, limit=2, tasks="eu_mini_qnli", variant="exp_1_101",
+            evaluate_model(suite="eu-mini", model=imp.output, limit=2, tasks="eu_mini_qnli", variant="exp_1_101",
                      experiment="kfp-eval")
 
         pipe(model_dir=str(tiny_model))
@@ -197,7 +195,7 @@ def test_kfp_component_under_kfp_local(tiny_model, tmp_path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    (exec_out,) = list((tmp_path / "root").glob("eval-tiny-*/evaluate/executor_output.json"))
+    (exec_out,) = list((tmp_path / "root").glob("eval-tiny-*/evaluate-model/executor_output.json"))
     out = json.loads(exec_out.read_text())
     metrics = out["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     results = out["artifacts"]["results"]["artifacts"][0]

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from components.eval.errors import EvalError
-from components.eval.registry import load_registry, default_registry
+from latxa.components.eval.errors import EvalError
+from latxa.components.eval.registry import default_registry, load_registry
 
 
 def test_study_has_29_benchmarks_15_eu_10_en_4_es():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from components.eval.errors import EvalError
-from components.eval.runner import model_spec, resolve_tasks, run_eval, simple_evaluate_kwargs
-from components.eval.registry import default_registry
+from latxa.components.eval.errors import EvalError
+from latxa.components.eval.registry import default_registry
+from latxa.components.eval.runner import model_spec, resolve_tasks, run_eval, simple_evaluate_kwargs
 
 
 def test_url_becomes_local_chat_completions_with_the_chat_route():

@@ -3,13 +3,13 @@ import json
 import pytest
 import yaml
 
-from components.config import DEFAULT_CONFIG, ConfigError, load_config
+from latxa.components.config import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def test_default_config_holds_the_studys_hyperparameters():
     cfg = load_config()
     assert cfg.seed == 33
-    assert cfg.data.seq_len == 8192 and cfg.data.sample_packing
+    assert cfg.data.seq_len == 8192
     assert (cfg.train.micro_batch_size, cfg.train.grad_accum, cfg.train.epochs) == (2, 1, 4)
     assert cfg.optim.lr == 1e-5 and cfg.optim.scheduler == "cosine" and cfg.optim.min_lr_ratio == 0.33
     assert cfg.optim.warmup_ratio == 0.1 and cfg.optim.betas == (0.9, 0.95) and cfg.optim.eps == 1e-8

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from components.registry import TRAINED_8B, VariantError, all_variants, from_paper_name, parse
+from latxa.components.registry import TRAINED_8B, VariantError, all_variants, from_paper_name, parse
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,10 @@
 import hashlib
 import json
 
-import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from components.tiny_model import SPECIAL_TOKENS, TinySpec, build_tiny_model
+from latxa.components.tiny_model import SPECIAL_TOKENS, TinySpec, build_tiny_model
 
 
 def test_loads_and_is_tiny(tiny_model):

@@ -166,13 +166,20 @@ def test_rayservice_serve_config_loads_in_the_serving_layer(built, tmp_path, mon
 
     path = tmp_path / "serve.yaml"
     path.write_text(os.path.expandvars(text))
-    from serving.registry import load_serve_config
+    from latxa.serving.registry import load_serve_config
 
     cfg = load_serve_config(path)
     assert [m.name for m in cfg.arena_models()] == ["tiny-a", "tiny-b"]
     assert cfg.arena.database_url.startswith("sqlite:///") and cfg.arena.admin_token == "t0ken-for-test"
-    builder = _load("latxa_rayservice", K8S / "images" / "rayservice_app.py")
+    import importlib
+
     from ray.serve import Application
+
+    for obj in (find(built["dev"], "RayService", "latxa-arena"), find(built["prod"], "RayService", "latxa-arena")):
+        paths = {a["name"]: a["import_path"] for a in yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"]}
+        module, _, attr = paths["arena"].partition(":")
+        assert getattr(importlib.import_module(module), attr)  # the manifests name an importable builder
+    builder = importlib.import_module("latxa.serving.rayservice")
 
     assert isinstance(builder.build_app({"config": str(path)}), Application)
     import latxa.errors
@@ -364,12 +371,12 @@ def test_broken_dockerfiles_are_named(tmp_path):
 
 def test_copy_sources_must_exist_and_not_be_dockerignored(tmp_path):
     (tmp_path / "x.Dockerfile").write_text("FROM python:3.11.10-slim AS build\nCOPY latxa /src/latxa\n"
-                                           "COPY k8s/images/rayservice_app.py /a.py\nCOPY no/such/file /b\n"
+                                           "COPY k8s/images/arena-ui.nginx.conf /a.conf\nCOPY no/such/file /b\n"
                                            "FROM python:3.11.10-slim AS runtime\nCOPY --from=build /src /src\nUSER 10001\n")
     (tmp_path / "x.Dockerfile.dockerignore").write_text("**\n!latxa\nlatxa/__pycache__\n")
     found = check.check_dockerfiles(tmp_path)
     assert_named(found, "Dockerfile/-/x.Dockerfile", "line 4: COPY no/such/file", "does not exist")
-    assert_named(found, "Dockerfile/-/x.Dockerfile", "line 3: COPY k8s/images/rayservice_app.py", "excluded")
+    assert_named(found, "Dockerfile/-/x.Dockerfile", "line 3: COPY k8s/images/arena-ui.nginx.conf", "excluded")
     assert not [f for f in found if "COPY latxa" in f.field or "--from" in f.field]
 
 

@@ -20,7 +20,7 @@ def mlflow_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_server(mlflow_home):
     """`latxa mlflow up` on a random free port in a private LATXA_HOME; stopped at the end of the session."""
-    from pipelines.mlflow_server import free_port
+    from latxa.net import free_port
 
     env = {"LATXA_HOME": str(mlflow_home)}
     res = run_latxa("mlflow", "up", "--port", str(free_port()), "--format", "json", env=env, timeout=400)

@@ -14,7 +14,7 @@ def store(tmp_path_factory, latxa_home):
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from components import tracking
+    from latxa.components import tracking
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('cmp') / 'mlflow.db'}"
     exp = tracking.ensure_experiment("cmp-test", uri)
@@ -69,7 +69,7 @@ def test_markdown_and_table(store, cli):
 
 
 def test_rich_table_in_process(store, capsys):
-    from pipelines import compare
+    from latxa.pipelines import compare
 
     uri, _ = store
     compare.print_table(compare.collect("cmp-test", uri))

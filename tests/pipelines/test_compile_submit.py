@@ -170,7 +170,7 @@ def test_submit_uploads_and_runs_through_kfp_client(cli):
 
 
 def test_submit_to_an_unreachable_host_fails_in_one_sentence(cli):
-    from pipelines.mlflow_server import free_port
+    from latxa.net import free_port
 
     res = cli("pipeline", "submit", "--host", f"http://127.0.0.1:{free_port()}", "--variants", "exp_2_101", timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -178,16 +178,16 @@ def test_submit_to_an_unreachable_host_fails_in_one_sentence(cli):
 
 
 def test_bad_variant_is_rejected_before_anything_runs(cli):
-    res = cli("pipeline", "run", "--local", "--variants", "exp_2_101,exp_7_999")
+    res = cli("pipeline", "run", "--variants", "exp_2_101,exp_7_999")
     assert res.returncode == 2
     assert "'exp_7_999' is not a variant code" in res.stderr
 
 
 def test_baseline_variant_and_missing_model_are_refused_up_front(cli, tmp_path):
-    res = cli("pipeline", "run", "--local", "--variants", "exp_2_000", env={"LATXA_HOME": str(tmp_path)})
+    res = cli("pipeline", "run", "--variants", "exp_2_000", env={"LATXA_HOME": str(tmp_path)})
     assert res.returncode == 2
     assert "exp_2_000 is a baseline with no training data" in res.stderr
-    res = cli("pipeline", "run", "--local", "--model", str(tmp_path / "nope"), "--tracking-uri",
+    res = cli("pipeline", "run", "--model", str(tmp_path / "nope"), "--tracking-uri",
               f"sqlite:///{tmp_path / 'db.sqlite'}", env={"LATXA_HOME": str(tmp_path)})
     assert res.returncode == 2
     assert "is not a model folder; local runs are offline" in res.stderr

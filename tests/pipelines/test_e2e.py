@@ -33,7 +33,7 @@ def _post(uri: str, path: str, body: dict) -> dict:
 @pytest.mark.slow
 def test_local_pipeline_end_to_end(mlflow_server, tiny_model):
     uri = mlflow_server["uri"]
-    res = run_latxa("pipeline", "run", "--local", "--variants", VARIANT, "--model", str(tiny_model),
+    res = run_latxa("pipeline", "run", "--variants", VARIANT, "--model", str(tiny_model),
                     "--max-steps", "3", "--eval-limit", "3", "--experiment", "e2e", "--tracking-uri", uri,
                     "--format", "json", env=mlflow_server["env"], timeout=1500)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

@@ -47,7 +47,7 @@ def test_up_status_and_rest_api(server, home):
     assert json.loads(again.stdout)["pid"] == server["pid"]
     # the REST API answers and persists to the SQLite file under the state folder
     exp = _rest(server["uri"], "/api/2.0/mlflow/experiments/create", {"name": "rest-check"})
-    got = _rest(server["uri"], f"/api/2.0/mlflow/experiments/get-by-name?experiment_name=rest-check")
+    got = _rest(server["uri"], "/api/2.0/mlflow/experiments/get-by-name?experiment_name=rest-check")
     assert got["experiment"]["experiment_id"] == exp["experiment_id"]
     assert (home / "mlflow" / "mlflow.db").stat().st_size > 0
 
@@ -56,8 +56,8 @@ def test_buffered_logging_survives_an_outage(server, monkeypatch):
     """Metrics logged while the server is down are buffered on disk and synced when it is back; the run says so."""
     from mlflow.tracking import MlflowClient
 
-    from components import tracking
-    from pipelines import mlflow_server
+    from latxa.components import tracking
+    from latxa.pipelines import mlflow_server
 
     monkeypatch.setenv("LATXA_HOME", server["env"]["LATXA_HOME"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -94,7 +94,7 @@ def test_buffered_logging_survives_an_outage(server, monkeypatch):
 def test_sync_pushes_buffers_left_by_an_ended_process(server, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from components import tracking
+    from latxa.components import tracking
 
     monkeypatch.setenv("LATXA_HOME", server["env"]["LATXA_HOME"])
     uri = server["uri"]
@@ -113,11 +113,11 @@ def test_sync_pushes_buffers_left_by_an_ended_process(server, monkeypatch):
 
 
 def test_pipeline_fails_fast_when_tracking_is_unreachable(tmp_path):
-    from pipelines.mlflow_server import free_port
+    from latxa.net import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
-    res = run_latxa("pipeline", "run", "--local", "--variants", "exp_2_101", "--tracking-uri", dead,
+    res = run_latxa("pipeline", "run", "--variants", "exp_2_101", "--tracking-uri", dead,
                     env={"LATXA_HOME": str(tmp_path)})
     assert res.returncode == 2
     assert f"error: The MLflow tracking server at {dead} is unreachable" in res.stderr
@@ -147,12 +147,12 @@ def test_port_in_use_is_one_sentence(tmp_path):
 
 
 def test_production_command_from_the_shipped_env_file(monkeypatch):
-    from pipelines.mlflow_server import REPO_ROOT, ServerError, production_command
+    from latxa.pipelines.mlflow_server import CONFIG_DIR, ServerError, production_command
 
-    example = REPO_ROOT / "mlflow" / "production.env.example"
+    example = CONFIG_DIR / "production.env.example"
     for var in ("MLFLOW_DB_PASSWORD", "MLFLOW_S3_ACCESS_KEY", "MLFLOW_S3_SECRET_KEY"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(ServerError, match="MLFLOW_BACKEND_STORE_URI refers to an unset environment variable"):
+    with pytest.raises(ServerError, match=r"MLFLOW_BACKEND_STORE_URI .*:9\).* \$MLFLOW_DB_PASSWORD, which is not set"):
         production_command(example)
     monkeypatch.setenv("MLFLOW_DB_PASSWORD", "pw")
     monkeypatch.setenv("MLFLOW_S3_ACCESS_KEY", "ak")
@@ -168,7 +168,7 @@ def test_production_command_from_the_shipped_env_file(monkeypatch):
 
 
 def test_env_file_errors_name_file_and_line(tmp_path):
-    from pipelines.mlflow_server import ServerError, production_command
+    from latxa.pipelines.mlflow_server import ServerError, production_command
 
     bad = tmp_path / "bad.env"
     bad.write_text("# comment\nMLFLOW_BACKEND_STORE_URI=sqlite:///x.db\nthis line has no equals sign\n")

@@ -17,7 +17,7 @@ import pytest
 @pytest.fixture(scope="session")
 def serve_models(tiny_model):
     """The default model set (three seeds of the tiny model), with short answers for tests."""
-    from serving.registry import load_serve_config
+    from latxa.serving.registry import load_serve_config
 
     cfg = load_serve_config()
     for m in cfg.models:
@@ -27,7 +27,7 @@ def serve_models(tiny_model):
 
 @pytest.fixture(scope="session")
 def local_backends(serve_models):
-    from serving.generation import LocalBackends
+    from latxa.serving.generation import LocalBackends
 
     return LocalBackends(serve_models)
 
@@ -44,8 +44,8 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
     the test parametrizes `arena_db`)."""
     from fastapi.testclient import TestClient
 
-    from serving.app import build_app
-    from serving.registry import ArenaSettings, ServeConfig
+    from latxa.serving.app import build_app
+    from latxa.serving.registry import ArenaSettings, ServeConfig
 
     clients = []
 
@@ -101,7 +101,7 @@ def postgres_server():
 
     PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user the package creates.
     """
-    from serving.arena.loadgen import free_port
+    from latxa.net import free_port
 
     bindir = _pg_bindir()
     if bindir is None:

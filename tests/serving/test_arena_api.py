@@ -163,7 +163,7 @@ def test_registration_auth_and_admin(make_arena, reg, tmp_path):
 
 
 def test_control_battles_flag_careless_voters(make_arena, reg):
-    from serving.registry import ControlBattle
+    from latxa.serving.registry import ControlBattle
 
     ctrl = ControlBattle(prompt="Zenbat da bi gehi bi?", good="Bi gehi bi lau da.", bad="Txakur berdea hegan.")
     client, _ = make_arena(control_rate=1.0, control_battles=[ctrl], control_fail_flag=2)

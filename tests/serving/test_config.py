@@ -7,8 +7,8 @@ import pytest
 
 def test_defaults_overrides_and_errors(tmp_path, serve_models, cli):
     from latxa.errors import LatxaError
-    from serving.generation import system_prompt, today_eu
-    from serving.registry import load_serve_config
+    from latxa.serving.generation import system_prompt, today_eu
+    from latxa.serving.registry import load_serve_config
 
     path = serve_models[0].path
     cfg_file = tmp_path / "serve.yaml"
@@ -43,8 +43,8 @@ models:
 
 
 def test_external_endpoint_failure_is_readable(serve_models, monkeypatch):
-    from serving.generation import BackendError, OpenAIEndpointModel
-    from serving.registry import ModelSpec
+    from latxa.serving.generation import BackendError, OpenAIEndpointModel
+    from latxa.serving.registry import ModelSpec
 
     monkeypatch.setenv("MY_SECRET_KEY", "sk-very-secret")
     spec = ModelSpec(name="gpt", kind="openai", base_url="http://127.0.0.1:9/v1", api_key_env="MY_SECRET_KEY")

@@ -8,7 +8,7 @@ import pytest
 
 
 def test_adaptive_sampling_favours_few_battles_and_uncertain_pairs():
-    from serving.arena.sampling import PairSampler
+    from latxa.serving.arena.sampling import PairSampler
 
     models = ["m1", "m2", "m3", "m4"]
     s = PairSampler(models, random.Random(0))
@@ -38,7 +38,7 @@ def test_adaptive_sampling_favours_few_battles_and_uncertain_pairs():
 
 
 def test_sequential_outlier_test_flags_a_contrarian():
-    from serving.arena.abuse import RateLimiter, outlier_test
+    from latxa.serving.arena.abuse import RateLimiter, outlier_test
 
     rng = random.Random(0)
     votes = []
@@ -64,8 +64,8 @@ def test_sequential_outlier_test_flags_a_contrarian():
 def test_export_dataset_schema_hashing_and_sanitizing(make_arena, reg, tmp_path):
     import datasets
 
-    from serving.arena.db import open_db
-    from serving.arena.export import COLUMNS, export_rows, write_dataset
+    from latxa.serving.arena.db import open_db
+    from latxa.serving.arena.export import COLUMNS, export_rows, write_dataset
 
     client, settings = make_arena()
     h = reg(client, "amaia", email="amaia@example.eus")

@@ -17,7 +17,8 @@ import yaml
 
 @pytest.mark.slow
 def test_latxa_serve_openai_stream_and_scripted_participant(tmp_path, serve_models):
-    from serving.arena.loadgen import free_port, wait_http
+    from latxa.net import free_port
+    from latxa.serving.arena.loadgen import wait_http
 
     port = free_port()
     cfg = {"host": "127.0.0.1", "port": port,

@@ -19,8 +19,15 @@ arena:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_load_loses_no_acknowledged_vote(backend, request, tmp_path, serve_models):
-    from serving.arena.loadgen import (LoadResult, free_port, kill, run_load, seed_battles, start_arena_server,
-                                       stored_vote_ids)
+    from latxa.net import free_port
+    from latxa.serving.arena.loadgen import (
+        LoadResult,
+        kill,
+        run_load,
+        seed_battles,
+        start_arena_server,
+        stored_vote_ids,
+    )
 
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(LOAD_CONFIG)

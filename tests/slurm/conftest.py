@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def slurm_cluster(latxa_home) -> Path:
 
 @pytest.fixture
 def bridge(slurm_cluster, latxa_home):
-    from slurm.bridge import SlurmBridge
+    from latxa.slurm.bridge import SlurmBridge
 
     return SlurmBridge("local")
 

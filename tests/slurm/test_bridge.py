@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from slurm.errors import JobFailedError, SlurmError, WaitTimeoutError
-from slurm.render import render_command
+from latxa.slurm.errors import JobFailedError, SlurmError, WaitTimeoutError
+from latxa.slurm.render import render_command
 
 pytestmark = pytest.mark.slurm
 

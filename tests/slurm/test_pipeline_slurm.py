@@ -1,4 +1,4 @@
-"""The study pipeline's SLURM path end to end: `latxa pipeline run --local --cluster local` runs the KFP pipeline
+"""The study pipeline's SLURM path end to end: `latxa pipeline run --cluster local` runs the KFP pipeline
 with kfp.local, and its training step goes through the SLURM bridge to the real single-node cluster (a job that
 starts Ray inside the allocation and runs `latxa train`); evaluation and registration follow in kfp.local."""
 
@@ -16,7 +16,7 @@ def test_study_pipeline_trains_through_the_slurm_bridge(slurm_cluster, tiny_mode
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"   # a file store the job on this node reaches too
-    res = cli("pipeline", "run", "--local", "--variants", VARIANT, "--cluster", "local", "--model", str(tiny_model),
+    res = cli("pipeline", "run", "--variants", VARIANT, "--cluster", "local", "--model", str(tiny_model),
               "--max-steps", "3", "--eval-limit", "3", "--experiment", "slurm-e2e", "--tracking-uri", uri,
               "--format", "json", timeout=1500)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

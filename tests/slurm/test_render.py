@@ -7,7 +7,6 @@ the script's own node-list handling, srun-per-node loop, port arithmetic and exi
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import subprocess
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from slurm.errors import SlurmError
-from slurm.profiles import available_profiles, load_profile
-from slurm.render import render_command, render_train
+from latxa.slurm.errors import SlurmError
+from latxa.slurm.profiles import available_profiles, load_profile
+from latxa.slurm.render import render_command, render_train
 
 STUBS = {
     # scontrol show hostnames <list>: the node names the test chose
@@ -26,10 +25,10 @@ STUBS = {
     "srun": '#!/bin/bash\nprintf "%s\\n" "srun $*" >> "$CALLS"\nexec sleep 60\n',
     "module": '#!/bin/bash\nprintf "%s\\n" "module $*" >> "$CALLS"\n',
     "hostname": '#!/bin/bash\necho 10.1.2.3\n',
-    # python: the token one-liner, or slurm.raywait, which (like the real one) returns only once --nodes N nodes
+    # python: the token one-liner, or latxa.slurm.raywait, which (like the real one) returns only once --nodes N nodes
     # joined, i.e. N srun stubs recorded themselves (without this, cleanup can kill a stub before it writes)
     "python": '#!/bin/bash\nif [ "$1" = -c ]; then echo faketoken; exit 0; fi\nprintf "%s\\n" "python $*" >> "$CALLS"\n'
-              'if [ "$2" = slurm.raywait ]; then\n'
+              'if [ "$2" = latxa.slurm.raywait ]; then\n'
               '  n=$(printf "%s\\n" "$*" | sed -n "s/.*--nodes \\([0-9]*\\).*/\\1/p")\n'
               '  for i in $(seq 1 400); do [ "$(grep -c "^srun " "$CALLS")" -ge "$n" ] && exit 0; sleep 0.1; done\n'
               '  exit 1\nfi\n',
@@ -145,8 +144,8 @@ def test_multinode_script_starts_one_ray_worker_per_node(tmp_path, profile, node
     assert f"--address=10.1.2.3:{base}" in sruns[1] and f"--port={base}" in sruns[0]
     ports = [int(p) for c in sruns for p in re.findall(r"-port=(\d+)", c)]
     assert ports and all(base <= p < base + 100 for p in ports)
-    assert f"--num-gpus=4" in sruns[1] and "--num-cpus=32" in sruns[1]
-    assert any(c.startswith("python -m slurm.raywait") and f"--nodes {nodes}" in c for c in calls)
+    assert "--num-gpus=4" in sruns[1] and "--num-cpus=32" in sruns[1]
+    assert any(c.startswith("python -m latxa.slurm.raywait") and f"--nodes {nodes}" in c for c in calls)
     train = [c for c in calls if c.startswith("latxa train")]
     assert len(train) == 1 and f"--profile {profile}" in train[0] and "--resume" in train[0]
     assert f"RAY_ADDRESS=10.1.2.3:{base}" in calls and "RAY_AUTH_MODE=token" in calls
@@ -199,12 +198,13 @@ def test_kfp_component_compiles_with_its_outputs(tmp_path):
     import yaml
     from kfp import compiler
 
-    from components.kfp.slurm_train import slurm_train
+    from latxa.pipelines.steps import slurm_train_model
 
     path = tmp_path / "slurm_train.yaml"
-    compiler.Compiler().compile(slurm_train, str(path))
+    compiler.Compiler().compile(slurm_train_model, str(path))
     spec = yaml.safe_load(path.read_text())
-    outputs = spec["components"]["comp-slurm-train"]["outputDefinitions"]["parameters"]
-    assert set(outputs) == {"model_path", "mlflow_run_id", "job_id"}
-    inputs = spec["components"]["comp-slurm-train"]["inputDefinitions"]["parameters"]
-    assert {"variant", "out", "cluster", "study_profile", "data", "max_resubmits"} <= set(inputs)
+    comp = spec["components"]["comp-slurm-train-model"]
+    assert set(comp["outputDefinitions"]["parameters"]) == {"Output"}  # the MLflow run id
+    assert set(comp["outputDefinitions"]["artifacts"]) == {"model", "metrics"}
+    assert {"variant", "cluster", "profile", "base_model", "max_steps"} <= set(comp["inputDefinitions"]["parameters"])
+    assert set(comp["inputDefinitions"]["artifacts"]) == {"data"}

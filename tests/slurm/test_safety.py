@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from slurm import safety
-from slurm.errors import UnsafeValueError
-from slurm.profiles import TransportConfig, load_profile
-from slurm.render import render_command, render_train
-from slurm.transport import SSHTransport
+from latxa.slurm import safety
+from latxa.slurm.errors import UnsafeValueError
+from latxa.slurm.profiles import TransportConfig, load_profile
+from latxa.slurm.render import render_command, render_train
+from latxa.slurm.transport import SSHTransport
 
 EVIL = ["$(touch {m})", "`touch {m}`", "x; touch {m}", "a\ntouch {m}", "x && touch {m}", "$(touch${{IFS}}{m})"]
 
@@ -115,7 +116,7 @@ def test_ssh_remote_command_is_quoted_for_the_remote_shell(tmp_path):
 
 
 def test_ssh_host_key_checking_cannot_be_switched_off():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="host_key_checking"):
         TransportConfig(kind="ssh", host="h", host_key_checking="no")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="host"):
         TransportConfig(kind="ssh", host="h;id")

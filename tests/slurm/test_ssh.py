@@ -12,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from slurm.bridge import SlurmBridge
-from slurm.errors import SlurmError
-from slurm.profiles import TransportConfig, load_profile
-from slurm.render import render_command
+from latxa.net import free_port
+from latxa.slurm.bridge import SlurmBridge
+from latxa.slurm.errors import SlurmError
+from latxa.slurm.profiles import TransportConfig, load_profile
+from latxa.slurm.render import render_command
 
 pytestmark = pytest.mark.slurm
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +31,7 @@ def sshd(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
     (d / "authorized_keys").write_text((d / "user.pub").read_text())
     (d / "authorized_keys").chmod(0o600)
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"

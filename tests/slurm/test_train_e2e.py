@@ -55,10 +55,10 @@ def _checkpoints(out: Path) -> list[int]:
 
 
 def test_train_job_times_out_is_resubmitted_and_resumes(slurm_cluster, tiny_model, latxa_home, cli, tmp_path):
-    from slurm.bridge import SlurmBridge
+    from latxa.slurm.bridge import SlurmBridge
 
     try:
-        from latxa.commands import train as _train  # noqa: F401  (the Training layer's CLI)
+        from latxa.cli.commands import train as _train  # noqa: F401  (the Training layer's CLI)
     except ImportError:
         pytest.fail("`latxa train` (Training layer) is not available")
     out = tmp_path / "run"

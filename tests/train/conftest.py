@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from latxa.net import free_port
 
 VARIANT = "exp_1_010"   # BASE_EU + I_EU: Basque instructions only (small, fast)
 
@@ -19,21 +20,16 @@ def packed_data(tiny_model, tmp_path_factory) -> Path:
     """`latxa data prepare` output for VARIANT with the tiny tokenizer (profile local: seq_len 256)."""
     out = tmp_path_factory.mktemp("train_data") / VARIANT
     try:
-        from components.data import prepare
+        from latxa.components.data import prepare
     except ImportError:  # the data layer is absent: build the same format with the contract-following helper
         sys.path.insert(0, str(Path(__file__).parent))
         from packing_helper import make_packed
+
         from latxa.paths import SAMPLE_DATA
 
         return make_packed(out, tiny_model, SAMPLE_DATA / "instructions" / "eu.jsonl", VARIANT, seq_len=256)
     prepare(VARIANT, out, tokenizer=tiny_model, profile="local", progress=False, num_proc=1, use_cache=False)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +44,7 @@ def mlflow_http_server(tmp_path_factory):
         stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"})
     uri = f"http://127.0.0.1:{port}"
-    from components.tracking import server_healthy
+    from latxa.components.tracking import server_healthy
 
     deadline = time.time() + 300   # generous: a shared 2-core machine can be very slow to import mlflow
     while not server_healthy(uri, 1.0):

@@ -41,7 +41,7 @@ def pack(docs, seq_len: int, pad_id: int):
     rows, cur_ids, cur_lab, cur_pos = [], [], [], []
     for ids, labels in docs:
         pos = 0
-        for t, l in zip(ids, labels):
+        for t, l in zip(ids, labels, strict=True):
             if len(cur_ids) == seq_len:
                 rows.append((cur_ids, cur_lab, cur_pos))
                 cur_ids, cur_lab, cur_pos, pos = [], [], [], 0

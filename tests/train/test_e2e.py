@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 def _train_args(data: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return ["train", "--variant", VARIANT, "--data", str(data), "--out", str(out), "--model", str(model),
-            "--max-steps", str(STEPS), "--json", *extra]
+            "--max-steps", str(STEPS), "--format", "json", *extra]
 
 
 def _weights(folder: Path) -> dict:
@@ -60,7 +60,7 @@ def test_ddp_run_learns_exports_and_tracks(ddp_run, tiny_model):
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from components.tracking import registered_model_name
+    from latxa.components.tracking import registered_model_name
 
     res = ddp_run["result"]
     m = res["metrics"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.train.plan import TrainConfigError, TrainJob, plan_training
+from latxa.components.train.plan import TrainConfigError, TrainJob, plan_training
 
 VARIANT = "exp_1_010"
 
@@ -22,7 +22,7 @@ def test_packed_row_equals_documents_run_separately(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from components.train.data import packed_attention_mask
+    from latxa.components.train.data import packed_attention_mask
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
     g = torch.Generator().manual_seed(0)
@@ -41,7 +41,7 @@ def test_packed_row_equals_documents_run_separately(tiny_model):
 def test_mask_blocks_across_documents_and_future():
     import torch
 
-    from components.train.data import packed_attention_mask
+    from latxa.components.train.data import packed_attention_mask
 
     pos = torch.tensor([[0, 1, 2, 0, 1, 2, 3]])
     m = packed_attention_mask(pos, torch.float32)[0, 0] == 0   # True = may attend
@@ -53,19 +53,19 @@ def test_mask_blocks_across_documents_and_future():
 # Schedule and batch order
 # ----------------------------------------------------------------------------------------------------------
 def test_cosine_schedule_with_warmup_and_min_lr():
-    from components.train.optim import lr_factor
+    from latxa.components.train.optim import lr_factor
 
     total, warm = 100, 10
     f = [lr_factor(s, total, warm, "cosine", 0.33) for s in range(total + 1)]
     assert f[0] == 0 and f[5] == pytest.approx(0.5) and f[warm] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[warm:], f[warm + 1:]))          # monotone decay after warm-up
+    assert all(a >= b for a, b in zip(f[warm:], f[warm + 1:], strict=False))          # monotone decay after warm-up
     assert f[total] == pytest.approx(0.33)
     assert f[55] == pytest.approx(0.33 + 0.67 * 0.5, abs=1e-9)           # half-way: cosine at pi/2
     assert lr_factor(50, total, warm, "linear", 0.0) == pytest.approx(1 - 40 / 90)
 
 
 def test_epoch_order_is_deterministic_complete_and_split_by_rank():
-    from components.train.data import Schedule, epoch_order, rank_micro_batches
+    from latxa.components.train.data import Schedule, epoch_order, rank_micro_batches
 
     a = epoch_order(10, 4, seed=33, epoch=0, shuffle=True)
     assert a.shape == (3, 4)
@@ -83,8 +83,8 @@ def test_epoch_order_is_deterministic_complete_and_split_by_rank():
 def test_deepspeed_config_matches_batch_arithmetic():
     from types import SimpleNamespace
 
-    from components.config import load_config
-    from components.train.optim import deepspeed_config
+    from latxa.components.config import load_config
+    from latxa.components.train.optim import deepspeed_config
 
     for profile in ("leonardo-8b", "leonardo-70b"):
         r = load_config().resolve(profile)
@@ -174,8 +174,8 @@ def test_cli_rejects_bad_config_before_starting_ray(cli, tmp_path, packed_data, 
 # Publish
 # ----------------------------------------------------------------------------------------------------------
 def test_publish_copies_and_verifies_checksums(tmp_path):
-    from components.train.export import write_checksums
-    from components.train.publish import PublishError, publish, verify
+    from latxa.components.train.export import write_checksums
+    from latxa.components.train.publish import PublishError, publish, verify
 
     src = tmp_path / "model"
     src.mkdir()
@@ -199,7 +199,7 @@ def test_short_run_still_logs_system_metrics(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from components.train.loop import _Metrics
+    from latxa.components.train.loop import _Metrics
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)

@@ -1,9 +1,9 @@
-"""Alembic environment for the arena database (run programmatically by serving.arena.db.migrate)."""
+"""Alembic environment for the arena database (run programmatically by latxa.serving.arena.db.migrate)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from serving.arena.db import Base
+from latxa.serving.arena.db import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -24,7 +24,7 @@ def data_dir() -> Path:
 
 
 def _read(name: str, check) -> list[dict]:
-    from components.eval.errors import EvalError
+    from latxa.components.eval.errors import EvalError
 
     path = data_dir() / name
     if not path.is_file():

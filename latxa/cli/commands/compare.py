@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import example
+from latxa.cli.commands._common import example
 
 
 class CompareFormat(str, Enum):
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                 plot: Optional[Path] = typer.Option(None, "--plot", help="PNG path for the plot."),
                 no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the plot.")) -> None:
         from latxa.paths import state_dir
-        from pipelines import compare as cmp
+        from latxa.pipelines import compare as cmp
 
         rows = cmp.collect(experiment, tracking_uri)
         if fmt == CompareFormat.json:

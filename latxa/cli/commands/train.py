@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         no_register: bool = typer.Option(False, "--no-register", help="Do not register the exported model."),
         no_track: bool = typer.Option(False, "--no-track", help="No MLflow at all."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan as JSON; start nothing."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+        fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (the result)."),
     ) -> None:
         if ctx.invoked_subcommand is not None:
             return
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         missing = [flag for flag, value in (("--variant", variant), ("--data", data), ("--out", out)) if value is None]
         if missing:
             raise LatxaError(f"`latxa train` needs {', '.join(missing)} (see `latxa train --help`).")
-        from components.train.plan import TrainJob, plan_training
+        from latxa.components.train.plan import TrainJob, plan_training
 
         job = TrainJob(variant=variant, data_dir=data, out_dir=out, model_dir=model, profile=profile, config_path=config,
                        resume=resume, tracking_uri=tracking_uri, experiment=experiment, parent_run_id=parent_run_id,
@@ -60,10 +60,10 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             emit_json(plan_training(job).to_dict())
             return
-        from components.train.runner import train as run
+        from latxa.components.train.runner import train as run
 
         result = run(job)
-        if as_json:
+        if fmt == OutputFormat.json:
             emit_json(result.to_dict())
             return
         m = result.metrics
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         run: Optional[Path] = typer.Option(None, "--run", help="A run folder: export its latest checkpoint."),
         base_model: Optional[Path] = typer.Option(None, "--base-model", help="Model the run started from (default: from run.json)."),
     ) -> None:
-        from components.train.export import export_checkpoint, latest_checkpoint
+        from latxa.components.train.export import export_checkpoint, latest_checkpoint
         from latxa.errors import LatxaError
 
         if (checkpoint is None) == (run is None):
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         dest: str = typer.Argument(..., help="Destination folder, or user@host:/path for rsync over ssh."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty destination folder."),
     ) -> None:
-        from components.train.publish import publish as do_publish
+        from latxa.components.train.publish import publish as do_publish
 
         info = do_publish(src, dest, overwrite=overwrite)
         typer.echo(f"published {src} to {info['dest']}: {info['files']} files verified")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import emit_json, example
+from latxa.cli.commands._common import emit_json, example
 
 
 class OnError(str, Enum):
@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
     )
     def prepare_cmd(
         variant: str = typer.Option(..., "--variant", help="Variant code, e.g. exp_2_101."),
-        out: Path = typer.Option(..., "--out", help="Output folder (replaced if it holds an older prepared dataset)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (replaced if it holds an older prepared "
+                                           "dataset; default: <state>/data/<variant>)."),
         config: Optional[Path] = typer.Option(None, "--config", help="Data-source YAML (default: the shipped sample, "
                                               "components/configs/data/sample.yaml)."),
         tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Model/tokenizer folder or cached HF name "
@@ -47,9 +48,10 @@ def register(app: typer.Typer) -> None:
         shard_rows: Optional[int] = typer.Option(None, "--shard-rows", min=1, help="Rows per Parquet shard."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
-        from components.data import prepare
+        from latxa.components.data import prepare
+        from latxa.paths import state_dir
 
-        res = prepare(variant, out, config=config, tokenizer=tokenizer, seq_len=seq_len, profile=profile,
+        res = prepare(variant, out or state_dir() / "data" / variant, config=config, tokenizer=tokenizer, seq_len=seq_len, profile=profile,
                       study_config=study_config, chat_template=chat_template, on_error=on_error.value,
                       num_proc=num_proc, use_cache=not no_cache, shard_rows=shard_rows, progress=not quiet)
         s = res.stats
@@ -65,7 +67,7 @@ def register(app: typer.Typer) -> None:
     def show(path: Path = typer.Argument(..., help="A folder written by `latxa data prepare`.")) -> None:
         import json
 
-        from components.data import read_manifest
+        from latxa.components.data import read_manifest
 
         manifest = read_manifest(path)
         stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import OutputFormat, emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def up(port: Optional[int] = typer.Option(None, "--port", help="TCP port (0: any free port)."),
            timeout: float = typer.Option(180, help="Seconds to wait for /health."),
            fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
-        from pipelines import mlflow_server
+        from latxa.pipelines import mlflow_server
 
         info = mlflow_server.up(port=port, timeout=timeout)
         if fmt == OutputFormat.json:
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("down", help="Stop the server started by `latxa mlflow up`." + example("latxa mlflow down"))
     def down() -> None:
-        from pipelines import mlflow_server
+        from latxa.pipelines import mlflow_server
 
         info = mlflow_server.down()
         typer.echo(f"stopped the tracking server at {info.uri}" if info else "no tracking server was running")
@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
     @group.command("status", help="Is the local server running, and does it answer? Exit 1 when it is not running."
                    + example("latxa mlflow status --format json"))
     def status(fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
-        from components import tracking
-        from pipelines import mlflow_server
+        from latxa.components import tracking
+        from latxa.pipelines import mlflow_server
 
         info = mlflow_server.status()
         healthy = bool(info and tracking.server_healthy(info.uri))
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
     @group.command("sync", help="Push metrics buffered locally while the tracking server was unreachable."
                    + example("latxa mlflow sync"))
     def sync(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
-        from components import tracking
+        from latxa.components import tracking
 
         uri = tracking.check_reachable(tracking_uri)
         sent = tracking.sync_buffers(uri)
@@ -71,12 +71,12 @@ def register(app: typer.Typer) -> None:
 
     @group.command("command", help="Print the production `mlflow server` command (PostgreSQL + S3, proxied artifacts) "
                    "for an env file; ${VARS} come from the environment. Secrets print as ***."
-                   + example("latxa mlflow command --env-file mlflow/production.env"))
+                   + example("latxa mlflow command --env-file production.env    # your copy of mlflow/production.env.example"))
     def command(env_file: str = typer.Option(..., "--env-file", help="KEY=VALUE file, see mlflow/production.env.example."),
                 fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
         import shlex
 
-        from pipelines.mlflow_server import production_command
+        from latxa.pipelines.mlflow_server import production_command
 
         cmd, env = production_command(env_file)
         masked = {k: ("***" if "SECRET" in k or "KEY_ID" in k else v) for k, v in env.items()}

@@ -9,12 +9,12 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from latxa.commands._common import OutputFormat, emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 _PROFILE_HELP = "Cluster profile: local, leonardo, leonardo-8b, leonardo-70b, or a YAML file."
 
 # The job options `render` and `submit` share (submit adds --dependency and --format), declared once.
-_Variants = Annotated[List[str], typer.Option("--variant", "-v", help="Variant code; repeat or comma-separate for a job array.")]
+_Variants = Annotated[Optional[List[str]], typer.Option("--variant", "-v", help="Variant code; repeat or comma-separate for a job array.")]
 _Profile = Annotated[str, typer.Option("--profile", "-p", help=_PROFILE_HELP)]
 _StudyProfile = Annotated[Optional[str], typer.Option("--study-profile", help="Study profile to train with (default: the cluster profile's).")]
 _Out = Annotated[Optional[str], typer.Option("--out", help="Output folder on the cluster (one sub-folder per variant for arrays).")]
@@ -22,11 +22,11 @@ _Data = Annotated[Optional[str], typer.Option("--data", help="Packed data folder
 _Model = Annotated[Optional[str], typer.Option("--model", help="Base model folder or HF name (default: tiny model on CPU, backbone on GPU).")]
 _Name = Annotated[Optional[str], typer.Option("--name", help="Job name (letters, digits, . _ -).")]
 _Time = Annotated[Optional[str], typer.Option("--time", help="Time limit, e.g. 24:00:00 (default: the profile's).")]
-_TrainArgs = Annotated[List[str], typer.Option("--train-arg", help="Extra argument for latxa train (repeat), e.g. --train-arg=--max-steps=20.")]
+_TrainArgs = Annotated[Optional[List[str]], typer.Option("--train-arg", help="Extra argument for latxa train (repeat), e.g. --train-arg=--max-steps=20.")]
 _Array = Annotated[Optional[str], typer.Option("--array", help="Array spec for a command job, e.g. 0-3.")]
 _MaxParallel = Annotated[Optional[int], typer.Option("--max-parallel", help="At most this many array tasks at once.")]
 _Config = Annotated[Optional[Path], typer.Option("--config", help="Study YAML to stage with the job and pass to latxa train.")]
-_Env = Annotated[List[str], typer.Option("--env", help="NAME=VALUE exported in the job (repeat).")]
+_Env = Annotated[Optional[List[str]], typer.Option("--env", help="NAME=VALUE exported in the job (repeat).")]
 _Command = Annotated[Optional[List[str]], typer.Argument(help="A command to run instead of training (after '--').")]
 
 
@@ -37,13 +37,13 @@ def _split_variants(values: list[str]) -> list[str]:
     return out
 
 
-def _build(profile: str, study_profile: Optional[str], variants: list[str], command: list[str], out: Optional[str],
-           data: Optional[str], model: Optional[str], name: Optional[str], time_limit: Optional[str],
-           train_args: list[str], array: Optional[str], max_parallel: Optional[int], config: Optional[Path],
-           env: list[str]):
-    from slurm.errors import SlurmError
-    from slurm.profiles import load_profile
-    from slurm.render import render_command, render_train
+def _build(*, profile: str, study_profile: Optional[str], variants: list[str], command: list[str],
+           out: Optional[str], data: Optional[str], model: Optional[str], name: Optional[str],
+           time_limit: Optional[str], train_args: list[str], array: Optional[str], max_parallel: Optional[int],
+           config: Optional[Path], env: list[str]):
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.profiles import load_profile
+    from latxa.slurm.render import render_command, render_train
 
     prof = load_profile(profile).for_study(study_profile, config)
     extra_env = {}
@@ -81,13 +81,15 @@ def register(app: typer.Typer) -> None:
             "latxa slurm render --variant exp_2_101 --profile leonardo-8b"),
     )
     def render(
-        variant: _Variants = [], profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
+        variant: _Variants = None, profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
         data: _Data = None, model: _Model = None, name: _Name = None, time_limit: _Time = None,
-        train_arg: _TrainArgs = [], array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
-        env: _Env = [], command: _Command = None,
+        train_arg: _TrainArgs = None, array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
+        env: _Env = None, command: _Command = None,
     ) -> None:
-        _, job = _build(profile, study_profile, _split_variants(variant), command or [], out, data, model, name,
-                        time_limit, train_arg, array, max_parallel, config, env)
+        _, job = _build(profile=profile, study_profile=study_profile, variants=_split_variants(variant or []),
+                        command=command or [], out=out, data=data, model=model, name=name, time_limit=time_limit,
+                        train_args=train_arg or [], array=array, max_parallel=max_parallel, config=config,
+                        env=env or [])
         typer.echo(job.script, nl=False)
 
     @group.command(
@@ -96,18 +98,20 @@ def register(app: typer.Typer) -> None:
             "latxa slurm submit --variant exp_2_101 --profile local --data .latxa/data/exp_2_101 --train-arg=--max-steps=20"),
     )
     def submit(
-        variant: _Variants = [], profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
+        variant: _Variants = None, profile: _Profile = "local", study_profile: _StudyProfile = None, out: _Out = None,
         data: _Data = None, model: _Model = None, name: _Name = None, time_limit: _Time = None,
-        train_arg: _TrainArgs = [], array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
-        env: _Env = [], command: _Command = None,
+        train_arg: _TrainArgs = None, array: _Array = None, max_parallel: _MaxParallel = None, config: _Config = None,
+        env: _Env = None, command: _Command = None,
         dependency: Optional[str] = typer.Option(None, "--dependency", "-d", help="e.g. afterok:123 (chain prep -> train -> eval)."),
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
     ) -> None:
-        from slurm.bridge import SlurmBridge
-        from slurm.errors import SlurmError
+        from latxa.slurm.bridge import SlurmBridge
+        from latxa.slurm.errors import SlurmError
 
-        prof, job = _build(profile, study_profile, _split_variants(variant), command or [], out, data, model, name,
-                           time_limit, train_arg, array, max_parallel, config, env)
+        prof, job = _build(profile=profile, study_profile=study_profile, variants=_split_variants(variant or []),
+                           command=command or [], out=out, data=data, model=model, name=name, time_limit=time_limit,
+                           train_args=train_arg or [], array=array, max_parallel=max_parallel, config=config,
+                           env=env or [])
         if config is not None and not config.is_file():
             raise SlurmError(f"Study config {config} does not exist.")
         bridge = SlurmBridge(prof)
@@ -127,7 +131,7 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
     ) -> None:
-        from slurm.bridge import SlurmBridge
+        from latxa.slurm.bridge import SlurmBridge
 
         st = SlurmBridge(profile).status(job_id)
         if fmt == OutputFormat.json:
@@ -146,7 +150,7 @@ def register(app: typer.Typer) -> None:
         tail: int = typer.Option(50, "--tail", "-n", help="Lines from the end (0: the whole log)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
     ) -> None:
-        from slurm.bridge import SlurmBridge
+        from latxa.slurm.bridge import SlurmBridge
 
         bridge = SlurmBridge(profile)
         if follow:
@@ -160,7 +164,7 @@ def register(app: typer.Typer) -> None:
         job_id: str = typer.Argument(..., help="Job id (12) or array task (12_3)."),
         profile: str = typer.Option("local", "--profile", "-p", help=_PROFILE_HELP),
     ) -> None:
-        from slurm.bridge import SlurmBridge
+        from latxa.slurm.bridge import SlurmBridge
 
         SlurmBridge(profile).cancel(job_id)
         typer.echo(f"cancel requested for job {job_id}")
@@ -182,8 +186,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console
 
-        from slurm.bridge import SlurmBridge
-        from slurm.errors import JobFailedError
+        from latxa.slurm.bridge import SlurmBridge
+        from latxa.slurm.errors import JobFailedError
 
         console = Console(stderr=True)
         bridge = SlurmBridge(profile)

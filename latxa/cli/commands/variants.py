@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from latxa.commands._common import OutputFormat, emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
         trained: bool = typer.Option(False, "--trained", help="Only the 17 variants the study trained."),
     ) -> None:
-        from components.registry import all_variants
+        from latxa.components.registry import all_variants
 
         rows = [v.as_dict() for v in all_variants() if v.trained or not trained]
         if fmt == OutputFormat.json:
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("show", help="Show one variant; CODE may also be a paper name." + example("latxa variants show exp_1_011"))
     def show(code: str = typer.Argument(..., help="exp_B_CIJ code or paper name such as 'BASE_EU I_EN+EU'")) -> None:
-        from components.registry import from_paper_name, parse
+        from latxa.components.registry import from_paper_name, parse
 
         variant = parse(code) if code.startswith("exp_") or not code[:1].isupper() else from_paper_name(code)
         emit_json(variant.as_dict())

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import emit_json, example
+from latxa.cli.commands._common import emit_json, example
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", help="Study YAML (default: the shipped study.yaml)."),
         profile: Optional[str] = typer.Option(None, "--profile", help="local, leonardo-8b, leonardo-70b, ..."),
     ) -> None:
-        from components.config import load_config
+        from latxa.components.config import load_config
 
         resolved = load_config(config).resolve(profile)
         emit_json({"profile": resolved.profile, "world_size": resolved.world_size,
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("check", help="Validate a study YAML; errors name the key." + example("latxa config check my-study.yaml"))
     def check(path: Path = typer.Argument(..., help="Study YAML to validate.")) -> None:
-        from components.config import load_config
+        from latxa.components.config import load_config
 
         cfg = load_config(path)
         for name in cfg.profiles:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import example
+from latxa.cli.commands._common import example
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         "OpenAI API (/v1/models, /v1/chat/completions, streamed or not) and the arena API (/api, see "
         "docs/arena-api.md). Without --config the models are three seeds of the offline tiny model plus exported "
         "models under <state>/exports. Stops cleanly on Ctrl-C or SIGTERM."
-        + example("latxa serve --config serving/configs/arena.yaml --port 8000"),
+        + example("latxa serve --port 8000    # or: latxa serve --config my-arena.yaml"),
     )
     def serve(
         config: Optional[Path] = typer.Option(None, "--config", help="Serving YAML (models, generation settings, arena)."),
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray cluster (default: up to 2)."),
     ) -> None:
         from latxa.errors import LatxaError
-        from serving.registry import load_serve_config
+        from latxa.serving.registry import load_serve_config
 
         cfg = load_serve_config(config)
         host = host or cfg.host
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
             raise LatxaError("the arena needs at least two models with arena: true in the serving config.")
         names = ", ".join(m.name for m in cfg.models)
         if no_ray:
-            from serving.app import serve_standalone
+            from latxa.serving.app import serve_standalone
 
             typer.echo(f"serving on http://{host}:{port} (models: {names}; no Ray)")
             serve_standalone(cfg, host, port)
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
-        from serving import ray_app
+        from latxa.serving import ray_app
 
         done = threading.Event()
         try:

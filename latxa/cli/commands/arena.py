@@ -8,11 +8,11 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import OutputFormat, emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 def _records_from_db(db: Optional[str]) -> list[dict]:
-    from serving.arena.db import open_db, rated_votes
+    from latxa.serving.arena.db import open_db, rated_votes
 
     _, sf = open_db(db)
     with sf() as s:
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         extra: bool = typer.Option(False, "--extra", help="With --format json: also print Elo and win-rate matrices."),
     ) -> None:
         from latxa.errors import LatxaError
-        from serving.ratings import compute_ratings, load_votes_jsonl, plot_ratings, votes_from_records
+        from latxa.serving.ratings import compute_ratings, load_votes_jsonl, plot_ratings, votes_from_records
 
         if not 0 < ci < 1:
             raise LatxaError("--ci must be between 0 and 1, e.g. 0.95.")
@@ -83,8 +83,8 @@ def register(app: typer.Typer) -> None:
         salt: Optional[str] = typer.Option(None, "--salt", envvar="LATXA_ARENA_EXPORT_SALT",
                                            help="Salt of the id hashes (default: one kept in the database)."),
     ) -> None:
-        from serving.arena.db import open_db
-        from serving.arena.export import export_rows, write_dataset
+        from latxa.serving.arena.db import open_db
+        from latxa.serving.arena.export import export_rows, write_dataset
 
         _, sf = open_db(db)
         with sf() as s:
@@ -97,9 +97,10 @@ def register(app: typer.Typer) -> None:
     @group.command("migrate", help="Create or upgrade the arena database schema (Alembic)."
                    + example("latxa arena migrate --db postgresql+psycopg://arena@db/arena"))
     def migrate(db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: SQLite in the state folder).")) -> None:
-        from serving.arena.db import default_url, open_db
+        from latxa.serving.arena.db import default_url, open_db
 
-        open_db(db)
+        engine, _ = open_db(db, migrate_schema=True)
+        engine.dispose()
         typer.echo(f"database at head revision: {db or default_url()}")
 
     @group.command(
@@ -116,8 +117,8 @@ def register(app: typer.Typer) -> None:
                                                   help="Token for the admin endpoints."),
         min_reading_seconds: Optional[float] = typer.Option(None, "--min-reading-seconds"),
     ) -> None:
-        from serving.app import serve_standalone
-        from serving.registry import load_serve_config
+        from latxa.serving.app import serve_standalone
+        from latxa.serving.registry import load_serve_config
 
         cfg = load_serve_config(config)
         if db:

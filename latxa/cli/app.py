@@ -1,6 +1,6 @@
 """`latxa`: one entry point for the whole stack.
 
-Each verb group lives in its own module under ``latxa/commands`` and exposes
+Each verb group lives in its own module under ``latxa/cli/commands`` and exposes
 ``register(app)``; modules import their layer lazily so ``latxa --help`` stays fast
 and a user who only serves the arena needs no training dependencies.
 """
@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from latxa import commands
+from latxa.cli import commands
 from latxa.errors import LatxaError
 
 app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from latxa.commands._common import OutputFormat, emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 def register(app: typer.Typer) -> None:
@@ -18,14 +18,15 @@ def register(app: typer.Typer) -> None:
     @group.command("compile", help="Write the IR YAML of each pipeline (study, study-slurm, sweep, sweep-slurm) into OUT, "
                    "ready to upload in the KFP UI. --image sets the default container image of every step."
                    + example("latxa pipeline compile --out build/pipelines --image registry.example.org/latxa:0.1.0"))
-    def compile_(out: Path = typer.Option(..., "--out", help="Folder for the YAML files."),
+    def compile_(out: Optional[Path] = typer.Option(None, "--out", help="Folder for the YAML files (default: <state>/pipelines)."),
                  image: Optional[str] = typer.Option(None, "--image", help="Container image of the components."),
                  only: Optional[str] = typer.Option(None, "--only", help="Comma-separated subset: study,sweep,..."),
                  fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
-        from pipelines.runner import compile_all
+        from latxa.paths import state_dir
+        from latxa.pipelines.runner import compile_all
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-        written = compile_all(out, image=image, names=names)
+        written = compile_all(out or state_dir() / "pipelines", image=image, names=names)
         if fmt == OutputFormat.json:
             emit_json({k: str(v) for k, v in written.items()})
         else:
@@ -34,27 +35,24 @@ def register(app: typer.Typer) -> None:
 
     @group.command("run", help="Run the pipeline on this machine with kfp.local (SubprocessRunner, no containers): "
                    "tiny model, shipped sample data, local Ray, the MLflow store of `latxa mlflow status`. One variant "
-                   "runs the study pipeline, several the sweep pipeline (ParallelFor). Prints one line per variant."
-                   + example("latxa pipeline run --local --variants exp_2_101,exp_2_100 --max-steps 20"))
-    def run(local: bool = typer.Option(False, "--local", help="Required: run here with kfp.local (use `submit` for a cluster)."),
-            variants: str = typer.Option("exp_2_101", "--variants", help="Comma-separated codes, or 'trained'."),
+                   "runs the study pipeline, several the sweep pipeline (ParallelFor). Prints one line per variant. "
+                   "For a KFP cluster use `latxa pipeline submit`."
+                   + example("latxa pipeline run --variants exp_2_101,exp_2_100 --max-steps 20"))
+    def run(variants: str = typer.Option("exp_2_101", "--variants", help="Comma-separated codes, or 'trained'."),
             profile: str = typer.Option("local", "--profile", help="Study profile (GPU profiles go through `submit`)."),
             experiment: str = typer.Option("latxa-instruct", "--experiment", help="MLflow experiment (one per study)."),
             tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Default: MLFLOW_TRACKING_URI, the "
                                                        "running `latxa mlflow up` server, else SQLite under the state folder."),
-            model: str = typer.Option("", "--model", help="Base model folder (default: the tiny offline model)."),
-            max_steps: int = typer.Option(0, "--max-steps", help="Cap training steps (0: the profile's epochs)."),
-            seq_len: int = typer.Option(0, "--seq-len", help="Packed row length (0: the profile's)."),
+            model: Optional[str] = typer.Option(None, "--model", help="Base model folder (default: the tiny offline model)."),
+            max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Cap training steps (default: the profile's epochs)."),
+            seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="Packed row length (default: the profile's)."),
             eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
-            eval_limit: int = typer.Option(0, "--eval-limit", help="Items per eval task (0: all)."),
-            cluster: str = typer.Option("", "--cluster", help="Train through the SLURM bridge on this cluster profile "
-                                        "(e.g. local: the single-node test cluster of `make slurm-up`)."),
+            eval_limit: Optional[int] = typer.Option(None, "--eval-limit", min=1, help="Items per eval task (default: all)."),
+            cluster: Optional[str] = typer.Option(None, "--cluster", help="Train through the SLURM bridge on this cluster "
+                                                  "profile (e.g. local: the single-node test cluster of `make slurm-up`)."),
             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
-        from latxa.errors import LatxaError
-        from pipelines.runner import parse_variants, run_local
+        from latxa.pipelines.runner import parse_variants, run_local
 
-        if not local:
-            raise LatxaError("`latxa pipeline run` needs --local (kfp.local on this machine); use `latxa pipeline submit --host URL` for a KFP cluster.")
         res = run_local(parse_variants(variants), profile=profile, experiment=experiment, tracking_uri=tracking_uri,
                         base_model=model, max_steps=max_steps, seq_len=seq_len, eval_suite=eval_suite,
                         eval_limit=eval_limit, cluster=cluster)
@@ -79,19 +77,19 @@ def register(app: typer.Typer) -> None:
     def submit(host: str = typer.Option(..., "--host", help="KFP API endpoint, e.g. http://localhost:8080."),
                variants: str = typer.Option("exp_2_101", "--variants", help="Comma-separated codes, or 'trained'."),
                profile: str = typer.Option("local", "--profile"),
-               cluster: str = typer.Option("", "--cluster", help="SLURM cluster profile (default for GPU profiles: leonardo)."),
+               cluster: Optional[str] = typer.Option(None, "--cluster", help="SLURM cluster profile (default for GPU profiles: leonardo)."),
                image: Optional[str] = typer.Option(None, "--image", help="Container image of the components."),
                experiment: str = typer.Option("latxa-instruct", "--experiment"),
-               tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow URI as seen from the cluster's pods."),
-               max_steps: int = typer.Option(0, "--max-steps"),
+               tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI as seen from the cluster's pods."),
+               max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Cap training steps."),
                eval_suite: str = typer.Option("eu-mini", "--eval-suite"),
                namespace: Optional[str] = typer.Option(None, "--namespace", help="KFP multi-user namespace."),
-               wait: float = typer.Option(0, "--wait", help="Seconds to wait for the run to finish (0: do not wait)."),
+               wait: Optional[float] = typer.Option(None, "--wait", min=1, help="Seconds to wait for the run to finish (default: do not wait)."),
                fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
-        from pipelines.runner import parse_variants
-        from pipelines.runner import submit as do_submit
+        from latxa.pipelines.runner import parse_variants
+        from latxa.pipelines.runner import submit as do_submit
 
-        res = do_submit(host, parse_variants(variants), profile, cluster=cluster, image=image, experiment=experiment,
+        res = do_submit(host, parse_variants(variants), profile=profile, cluster=cluster, image=image, experiment=experiment,
                         tracking_uri=tracking_uri, max_steps=max_steps, eval_suite=eval_suite, namespace=namespace, wait=wait)
         if fmt == OutputFormat.json:
             emit_json(res)

@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from latxa.commands._common import example
+from latxa.cli.commands._common import example
 
 # Contrasting data mixtures on one backbone: Basque corpus + English instructions (the paper's recipe for
 # the released model), Basque instructions only, and English instructions only.
@@ -32,12 +32,12 @@ def register(app: typer.Typer) -> None:
         experiment: str = typer.Option("latxa-demo", "--experiment", help="MLflow experiment of the demo."),
         server: bool = typer.Option(True, "--server/--no-server", help="Start `latxa mlflow up` (else log to SQLite)."),
     ) -> None:
-        from components import tracking
-        from components.tiny_model import ensure_tiny_model
+        from latxa.components import tracking
+        from latxa.components.tiny_model import ensure_tiny_model
         from latxa.paths import state_dir, tiny_model_dir
-        from pipelines import compare as cmp
-        from pipelines import mlflow_server
-        from pipelines.runner import parse_variants, run_local
+        from latxa.pipelines import compare as cmp
+        from latxa.pipelines import mlflow_server
+        from latxa.pipelines.runner import parse_variants, run_local
 
         t0 = time.time()
         codes = parse_variants(variants)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from latxa.commands._common import emit_json, example
+from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
 class TableFormat(str, Enum):
@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
     def run(
         model: str = typer.Option(..., "--model", help="Model folder, http(s):// endpoint URL, or org/name (cached)."),
         suite: str = typer.Option("eu-mini", "--suite", help="eu-mini, eu-mini-gen, paper, eu, en or es (`latxa eval tasks`)."),
-        out: Path = typer.Option(..., "--out", help="Output folder; results go to OUT/<name>/results_<time>.json."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder; results go to OUT/<name>/results_<time>.json "
+                                           "(default: <state>/eval)."),
         limit: Optional[float] = typer.Option(None, "--limit", help="Documents per task (below 1: a fraction). For smoke runs."),
         task: Optional[List[str]] = typer.Option(None, "--task", help="Only these tasks of the suite (repeatable)."),
         name: Optional[str] = typer.Option(None, "--name", help="Name to file results under (default: folder name / served model)."),
@@ -49,18 +50,21 @@ def register(app: typer.Typer) -> None:
         mlflow: bool = typer.Option(False, "--mlflow", help="Log to MLflow even without --variant."),
         fmt: TableFormat = typer.Option(TableFormat.md, "--format", help="How to print the suite's table."),
     ) -> None:
-        from components.eval.aggregate import aggregate
-        from components.eval.errors import EvalError
-        from components.eval.runner import run_eval
-        from components.eval.tables import render
+        from latxa.components.eval.aggregate import aggregate
+        from latxa.components.eval.errors import EvalError
+        from latxa.components.eval.runner import run_eval
+        from latxa.components.eval.tables import render
 
         lim = None if limit is None else (int(limit) if limit >= 1 else limit)
         if limit is not None and limit >= 1 and limit != int(limit):
             raise EvalError(f"--limit {limit}: give a whole number of documents, or a fraction below 1.")
         if variant:
-            from components.registry import parse
+            from latxa.components.registry import parse
 
             parse(variant)
+        from latxa.paths import state_dir
+
+        out = out or state_dir() / "eval"
         result = run_eval(model, suite, out, limit=lim, tasks=task or None, name=name, served_model=served_model,
                           chat=chat, device=device, dtype=dtype, batch_size=batch_size, num_fewshot=num_fewshot,
                           include_path=include_path, tokenizer=tokenizer)
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
         agg["models"] = {k: v for k, v in agg["models"].items() if k == result.spec.name}
         typer.echo(render(agg, fmt.value))
         if variant or mlflow:
-            from components.eval.mlflow_log import log_evaluation
+            from latxa.components.eval.mlflow_log import log_evaluation
 
             run_id = log_evaluation(out, result.spec.name, suite=suite, variant=variant,
                                     params={"eval.limit": lim, "eval.chat": result.spec.chat, "eval.lm_type": result.spec.lm_type})
@@ -90,8 +94,8 @@ def register(app: typer.Typer) -> None:
         plots: Optional[Path] = typer.Option(None, "--plots", help="Also write languages.png and categories.png into this folder."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the table to this file instead of stdout."),
     ) -> None:
-        from components.eval.aggregate import aggregate
-        from components.eval.tables import render
+        from latxa.components.eval.aggregate import aggregate
+        from latxa.components.eval.tables import render
 
         agg = aggregate(dirs, suite=suite, fill_groups=fill_groups)
         text = render(agg, fmt.value)
@@ -102,7 +106,7 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(text, nl=False)
         if plots:
-            from components.eval.plots import plot_all
+            from latxa.components.eval.plots import plot_all
 
             for p in plot_all(agg, plots):
                 typer.echo(f"wrote {p}", err=True)
@@ -111,15 +115,15 @@ def register(app: typer.Typer) -> None:
                    + example("latxa eval tasks --suite paper --format json"))
     def tasks(
         suite: Optional[str] = typer.Option(None, "--suite", help="Show this suite's tasks (default: every suite)."),
-        fmt: str = typer.Option("table", "--format", help="table or json"),
+        fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
     ) -> None:
-        from components.eval.registry import default_registry
+        from latxa.components.eval.registry import default_registry
 
         reg = default_registry()
         suites = [reg.suite(suite)] if suite else list(reg.suites.values())
-        if fmt == "json":
+        if fmt == OutputFormat.json:
             emit_json({s.name: {"description": s.description, "generative": s.generative, "offline": s.offline,
-                                "tasks": [dict(b.as_dict(), task=t) for b, t in zip(s.benchmarks, s.tasks)]} for s in suites})
+                                "tasks": [dict(b.as_dict(), task=t) for b, t in zip(s.benchmarks, s.tasks, strict=True)]} for s in suites})
             return
         from rich.console import Console
         from rich.table import Table
@@ -128,7 +132,7 @@ def register(app: typer.Typer) -> None:
         for s in suites:
             table = Table("task", "lang", "category", "metric", "shots", "in mean", "source",
                           title=f"{s.name}: {s.description}", title_justify="left")
-            for b, t in zip(s.benchmarks, s.tasks):
+            for b, t in zip(s.benchmarks, s.tasks, strict=True):
                 table.add_row(t, b.language, b.category, " | ".join(b.metric_keys), str(b.num_fewshot),
                               "yes" if b.in_mean else "no", b.source)
             console.print(table)
@@ -143,7 +147,7 @@ def register(app: typer.Typer) -> None:
         variant: Optional[str] = typer.Option(None, "--variant", help="Variant code whose run the evaluation nests under."),
         tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Default: MLFLOW_TRACKING_URI or the local SQLite store."),
     ) -> None:
-        from components.eval.mlflow_log import log_evaluation
+        from latxa.components.eval.mlflow_log import log_evaluation
 
         run_id = log_evaluation(out, name, suite=suite, variant=variant, tracking_uri=tracking_uri)
         typer.echo(run_id)

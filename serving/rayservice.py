@@ -1,4 +1,4 @@
-"""Ray Serve application builder for the KubeRay RayService (installed as ``latxa_rayservice``).
+"""Ray Serve application builder for the KubeRay RayService (``latxa.serving.rayservice:build_app``).
 
 KubeRay deploys ``serveConfigV2``, whose ``import_path`` must name an application or a builder that
 takes the ``args`` mapping. This builder reads the same serving YAML as ``latxa serve --config`` and
@@ -7,7 +7,7 @@ cluster serves exactly what ``latxa serve`` serves locally.
 
     applications:
       - name: arena
-        import_path: latxa_rayservice:build_app
+        import_path: latxa.serving.rayservice:build_app
         args: {config: /etc/latxa/serve.yaml}
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 
 def build_app(args: dict):
-    from serving.ray_app import build_application
-    from serving.registry import load_serve_config
+    from latxa.serving.ray_app import build_application
+    from latxa.serving.registry import load_serve_config
 
     config = (args or {}).get("config")
     if not config:
