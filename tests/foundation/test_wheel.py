@@ -48,6 +48,7 @@ class User:
     gid: int
     name: str
     home: Path
+    ray_tmp: Path   # short: Ray's socket paths must stay under 107 bytes
 
 
 @dataclass
@@ -62,11 +63,12 @@ class Installed:
 
 def _user(name: str, uid: int | None, root: Path) -> User:
     """A user other than root to run as (created when this process is root), with a fresh home under ``root``."""
-    home = root / f"home-{name}"
-    home.mkdir()
+    home = Path(tempfile.mkdtemp(prefix=f"home-{name}-", dir=root))
+    home.chmod(0o755)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lr", dir=root))
     if os.geteuid() != 0:  # not root: run as ourselves, still without LATXA_HOME and outside the checkout
         me = pwd.getpwuid(os.geteuid())
-        return User(me.pw_uid, me.pw_gid, me.pw_name, home)
+        return User(me.pw_uid, me.pw_gid, me.pw_name, home, ray_tmp)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -75,14 +77,15 @@ def _user(name: str, uid: int | None, root: Path) -> User:
             cmd[1:1] = ["--uid", str(uid)]
         subprocess.run(cmd, check=True, capture_output=True)
         entry = pwd.getpwnam(name)
-    os.chown(home, entry.pw_uid, entry.pw_gid)
-    return User(entry.pw_uid, entry.pw_gid, name, home)
+    for path in (home, ray_tmp):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return User(entry.pw_uid, entry.pw_gid, name, home, ray_tmp)
 
 
 def _env(user: User, **extra: str) -> dict[str, str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(user.home), "USER": user.name, "LOGNAME": user.name, "LANG": "C.UTF-8",
            **OFFLINE, **extra}
-    env["RAY_TMPDIR"] = env.get("RAY_TMPDIR", str(user.home / "ray"))  # not the shared /tmp/ray of root's tests
+    env["RAY_TMPDIR"] = str(user.ray_tmp)  # not the shared /tmp/ray of root's tests
     return env
 
 
@@ -124,7 +127,7 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240
 def installed() -> Installed:
     if not PYTHON.is_file():
         pytest.skip(f"{PYTHON} (Debian's python3.11) is needed to build a venv another user can run")
-    root = Path(tempfile.mkdtemp(prefix="latxa-wheel-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="lw", dir="/tmp"))
     root.chmod(0o755)
     wheels = root / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
@@ -132,6 +135,8 @@ def installed() -> Installed:
     (wheel,) = wheels.glob("latxa_mlops-*.whl")
     venv = root / "venv"
     subprocess.run([str(PYTHON), "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    # the venv's own old setuptools would shadow the development venv's (torch requires a newer one)
+    subprocess.run([str(venv / "bin" / "pip"), "uninstall", "-y", "-q", "setuptools"], check=True, capture_output=True)
     # the development venv's packages, this project left out (no editable finder, no metadata of ours)
     deps = root / "deps"
     deps.mkdir()
@@ -282,5 +287,30 @@ def test_serving_image_install_and_entrypoint(installed):
     try:
         body = json.loads(_wait_http(f"http://127.0.0.1:{port}/v1/models", proc, log, timeout=400))
         assert {m["id"] for m in body["data"]} >= {"tiny-a", "tiny-b"}
+    finally:
+        _stop(proc)
+
+
+def test_arena_ui_backend_image_entrypoint(installed):
+    """The UI image installs Reflex (not the wheel) and copies arena_ui/: its backend stage's CMD, as its USER."""
+    text = (IMAGES / "arena-ui.Dockerfile").read_text()
+    backend = re.split(r"^FROM\s+", text, flags=re.M)
+    (stage,) = [s for s in backend if s.split("\n", 1)[0].strip().endswith("AS backend")]
+    user_spec = re.findall(r"^USER\s+(\S+)", stage, flags=re.M)[-1]
+    cmd = json.loads(re.findall(r"^CMD\s+(\[.*\])", stage, flags=re.M)[-1])
+    assert cmd[:2] == ["reflex", "run"] and "--backend-only" in cmd
+    user = _image_user({"user": user_spec}, installed.root)
+    app = user.home / "app" / "arena_ui"
+    shutil.copytree(REPO / "arena_ui", app, ignore=shutil.ignore_patterns(".web", "__pycache__"))
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(user.home / "app")], check=True)
+    port = free_port()
+    argv = [installed.bin("python"), "-m", "reflex", *cmd[1:]]
+    argv[argv.index("0.0.0.0")] = "127.0.0.1"
+    argv[argv.index("--backend-port") + 1] = str(port)
+    env = _env(user, REFLEX_TELEMETRY_ENABLED="false", PYTHONUNBUFFERED="1", REFLEX_CHECK_LATEST_VERSION="0")
+    log = installed.root / "ui-backend.log"
+    proc = _popen(user, argv, cwd=app, env=env, log=log)
+    try:
+        assert json.loads(_wait_http(f"http://127.0.0.1:{port}/ping", proc, log)) == "pong"
     finally:
         _stop(proc)
