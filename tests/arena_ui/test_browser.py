@@ -335,10 +335,7 @@ def test_streaming_survives_a_websocket_drop(page, arena_stack):
 def test_building_and_running_the_ui_leaves_the_tracked_lock_files_as_they_were(arena_stack):
     """Reflex rewrites arena_ui/reflex.lock/ whenever it compiles (make arena-tools, make arena, this stack): the
     tracked copy is kept in Reflex's own format, so a build leaves the work tree clean."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
-    res = subprocess.run(["git", "status", "--porcelain", "--", "arena_ui/reflex.lock"], cwd=repo,
+    res = subprocess.run(["git", "status", "--porcelain", "--", "arena_ui/reflex.lock"], cwd=REPO,
                          capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip("not a git checkout")
