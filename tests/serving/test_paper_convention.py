@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # 100 bootstrap rounds x 3 dimensions, twice, and the CLI once more
+
 SUBSET = ("exp_2_101", "exp_1_101", "exp_0_011", "Llama-3.1-8B-Instruct", "gpt-4o", "claude-3-5-sonnet-20241022")
 
 
