@@ -217,12 +217,14 @@ def battle_page() -> rx.Component:
         error_box(s.battle_error, "battle-error"),
         rx.grid(panel("a"), panel("b"), columns=rx.breakpoints(initial="1", sm="2"), spacing="4", width="100%"),
         rx.hstack(
-            rx.text_area(value=s.prompt, on_change=s.set_prompt, placeholder=t("battle.placeholder"), id="prompt",
+            rx.text_area(value=s.prompt, on_change=s.set_prompt, id="prompt",
+                         placeholder=rx.cond(s.placeholder_text != "", s.placeholder_text, t("battle.placeholder")),
                          disabled=s.streaming | s.voted, max_length=s.max_chars, width="100%", rows="3"),
             rx.vstack(
                 rx.button(t("battle.send"), on_click=s.send, id="send", loading=s.streaming,
                           disabled=s.voted | (s.prompt == ""), width="100%"),
-                rx.button(t("battle.new"), on_click=s.new_battle, id="new-battle", variant="outline",
+                rx.button(rx.cond(s.new_battle_label != "", s.new_battle_label, t("battle.new")), on_click=s.new_battle,
+                          id="new-battle", variant="outline",
                           disabled=s.streaming, width="100%"),
             ),
             width="100%", align="start",

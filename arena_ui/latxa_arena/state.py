@@ -62,6 +62,8 @@ class ArenaState(rx.State):
     proto_texts: bool = False          # the protocol's own (Basque) texts instead of the catalogue's
     label_a: str = "A eredua"
     label_b: str = "B eredua"
+    new_battle_label: str = ""
+    placeholder_text: str = ""
     q_content: str = ""
     q_language: str = ""
     q_overall: str = ""
@@ -173,6 +175,8 @@ class ArenaState(rx.State):
         self.proto_texts = bool(self.proto_name) and self.proto_name != "latxa"
         labels, questions, choices = proto.get("labels") or {}, proto.get("questions") or {}, proto.get("choices") or {}
         self.label_a, self.label_b = str(labels.get("a", "A eredua")), str(labels.get("b", "B eredua"))
+        self.new_battle_label = str(proto.get("new_battle", ""))
+        self.placeholder_text = str(proto.get("placeholder", ""))
         self.q_content, self.q_language = str(questions.get("content", "")), str(questions.get("language", ""))
         self.q_overall = str(questions.get("overall", ""))
         self.choice_a, self.choice_tie = str(choices.get("model_a", "")), str(choices.get("tie", ""))

@@ -60,6 +60,8 @@ class ArenaProtocol(_Strict):
     title: str
     description: str
     labels: dict[Literal["a", "b"], str]
+    new_battle: str = ""          # the new-battle button ("" = the UI's own text)
+    placeholder: str = ""         # the message box's placeholder
     questions: dict[Literal["content", "language", "overall"], str]
     choices: dict[Literal["model_a", "tie", "model_b"], str]
     overall_rule: Literal["reference", "differ"]
@@ -105,6 +107,7 @@ class ArenaProtocol(_Strict):
         reg = self.registration
         return {
             "name": self.name, "title": self.title, "description": self.description, "labels": self.labels,
+            "new_battle": self.new_battle, "placeholder": self.placeholder,
             "questions": self.questions, "choices": self.choices, "overall_rule": self.overall_rule,
             "reveal": self.reveal, "public_leaderboard": self.public_leaderboard, "after_vote": self.after_vote,
             "vote_sent": self.vote_sent,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +56,10 @@ def arena_stack(tiny_model, tmp_path_factory):
     config = work / "serve.yaml"
     config.write_text(
         "models:\n"
-        f"  - {{name: {GOOD[0]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 48}}}}\n"
-        f"  - {{name: {GOOD[1]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 48, temperature: 1.2}}}}\n"
-        f"  - {{name: {GOOD[2]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 48, temperature: 0.7}}}}\n"
+        # long enough answers (~1 s on an idle machine) that the page can be seen streaming them
+        f"  - {{name: {GOOD[0]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 200}}}}\n"
+        f"  - {{name: {GOOD[1]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 200, temperature: 1.2}}}}\n"
+        f"  - {{name: {GOOD[2]}, kind: hf, path: '{tiny_model}', generation: {{max_tokens: 200, temperature: 0.7}}}}\n"
         f"  - {{name: {BROKEN}, kind: openai, base_url: 'http://127.0.0.1:9/v1', remote_model: gone}}\n"
         "arena:\n"
         f"  database_url: 'sqlite:///{work / 'arena.db'}'\n"
@@ -313,8 +315,13 @@ def test_streaming_survives_a_websocket_drop(page, arena_stack):
         page.wait_for_function("() => document.querySelectorAll('.turn').length === 0")
         page.fill("#prompt", PROMPT)
         page.click("#send")
-        page.wait_for_function("() => { const e = document.querySelector('#live-a'); "
-                               "return e && e.innerText.length > 3 && e.innerText !== 'Idazten...'; }")
+        try:   # a turn that finished before any text was seen cannot be cut mid-stream: try another
+            page.wait_for_function("() => { const e = document.querySelector('#live-a'); "
+                                   "return e && e.innerText.length > 3 && e.innerText !== 'Idazten...'; }",
+                                   timeout=20_000)
+        except PlaywrightTimeout:
+            page.wait_for_selector("#live-a", state="detached", timeout=180_000)
+            continue
         before = {s: page.evaluate(f"() => document.querySelector('#live-{s}')?.innerText ?? ''") for s in "ab"}
         page.context.set_offline(True)
         still_streaming = page.is_visible("#live-a")
@@ -415,8 +422,10 @@ def test_the_study_protocol_in_the_browser(browser, arena_stack):
         page.goto(arena_stack.ui_url + "/login")
         page.wait_for_selector("#consent-text")
         assert "14+ urteko pertsonak bakarrik" in page.inner_text("#consent-text")
-        expect(page.locator("#adult")).to_contain_text("14 urte edo gehiago")
+        expect(page.get_by_role("checkbox", name=re.compile("14 urte edo gehiago ditut"))).to_be_visible()
         study_register(page, arena_stack.ui_url)
+        expect(page.locator("#new-battle")).to_have_text("🔁 Txat berria")
+        assert page.get_attribute("#prompt", "placeholder") == "Sartu zure mezua hemen"
         for attempt in range(2):   # one battle without a tie disagreement, one with
             page.click("#new-battle")
             page.wait_for_function("() => document.querySelectorAll('.turn').length === 0")
