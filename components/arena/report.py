@@ -158,8 +158,9 @@ def _heatmap(ax, matrix, labels, *, cmap, fmt="{:.0f}", vmin=None, vmax=None, an
 def arena_table(rep: Report, ratings: dict) -> None:
     """figures/arena-full.tex: global, content and language ranks, scores and intervals, rank changes."""
     g, c, lang = (ratings[d].set_index("model") for d in ("global", "content", "language"))
-    full = g[["rank", "ELO", "90% CI"]].join(c[["rank", "ELO", "90% CI"]], rsuffix="_cont", how="left") \
-        .join(lang[["rank", "ELO", "90% CI"]], rsuffix="_lang", how="left")
+    cols = ["rank", "ELO", "90% CI"]
+    full = g[cols].merge(c[cols], left_index=True, right_index=True, how="left", suffixes=("", "_cont")) \
+        .merge(lang[cols].add_suffix("_lang"), left_index=True, right_index=True, how="left")
     full["rank_cont_delta"] = full["rank_cont"] - full["rank"]
     full["rank_lang_delta"] = full["rank_lang"] - full["rank"]
     full = full[["rank", "ELO", "90% CI", "rank_cont", "rank_cont_delta", "ELO_cont", "90% CI_cont",

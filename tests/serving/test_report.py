@@ -111,3 +111,21 @@ def test_the_spearman_table_equals_a_direct_scipy_computation(report):
             assert math.isclose(table.loc[lang, (dim, "p")], p, rel_tol=1e-6, abs_tol=1e-12), (lang, dim)
             checked += 1
     assert checked == 9
+
+
+def test_report_from_the_arena_database_says_what_it_cannot_build(make_arena, reg, cli, tmp_path):
+    client, settings = make_arena(min_reading_seconds=0)
+    h = reg(client, "maddi")
+    for winner in ("model_a", "model_b", "tie", "model_a"):
+        bid = client.post("/api/battles", headers=h).json()["battle_id"]
+        client.post(f"/api/battles/{bid}/messages", headers=h, json={"content": "Kaixo", "stream": False})
+        assert client.post(f"/api/battles/{bid}/vote", headers=h, json={"content": winner, "language": winner}).status_code == 200
+    out = cli("report", "--votes", settings.database_url, "--out", str(tmp_path / "r"), "--bootstrap", "10")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["votes"] == 4 and {a["name"] for a in doc["artefacts"]} >= {"arena-full", "arena-participants"}
+    skipped = {s["name"] for s in doc["skipped"]}
+    assert {"research questions", "language-tradeoffs", "arena-benchmarks-correlation"} <= skipped
+    assert "skipped research questions" in out.stderr and "Not produced" in (tmp_path / "r" / "index.html").read_text()
+    bad = cli("report", "--votes", str(tmp_path / "nope"), "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "no such votes file" in bad.stderr and "Traceback" not in bad.stderr
