@@ -44,12 +44,13 @@ def write_checksums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def checkpoint_tensors(checkpoint_dir: Path) -> Iterator[tuple[str, object]]:
+def checkpoint_tensors(checkpoint_dir: Path, dtype=None) -> Iterator[tuple[str, object]]:
     """(name, tensor) of a DDP, FSDP or ZeRO (1/2/3) checkpoint, one tensor at a time.
 
     FSDP: each tensor is assembled from the ranks' torch.distributed.checkpoint files as it is needed. ZeRO:
     DeepSpeed's ``zero_to_fp32`` in lazy mode (each tensor gathered from the partitions on access). DDP:
-    ``model.pt`` memory-mapped.
+    ``model.pt`` memory-mapped. FSDP tensors are read straight into ``dtype`` when given (DCP converts chunk by
+    chunk, so no full fp32 copy of a tensor exists); the others come as stored.
     """
     import torch
 
@@ -58,8 +59,8 @@ def checkpoint_tensors(checkpoint_dir: Path) -> Iterator[tuple[str, object]]:
 
     checkpoint_dir = Path(checkpoint_dir)
     if (checkpoint_dir / sharding.DCP_DIR).is_dir():
-        for name, (shape, dtype) in sharding.checkpoint_tensors(checkpoint_dir).items():
-            yield name, sharding.read_checkpoint_tensor(checkpoint_dir, name, shape, dtype)
+        for name, (shape, stored) in sharding.checkpoint_tensors(checkpoint_dir).items():
+            yield name, sharding.read_checkpoint_tensor(checkpoint_dir, name, shape, dtype or stored)
         return
     if (checkpoint_dir / MODEL_FILE).is_file():
         yield from torch.load(checkpoint_dir / MODEL_FILE, map_location="cpu", weights_only=True, mmap=True).items()
@@ -156,7 +157,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
     writer = ShardedWriter(tmp, limit)
     seen: set[str] = set()
     target = getattr(torch, dtype)
-    for name, tensor in checkpoint_tensors(checkpoint_dir):
+    for name, tensor in checkpoint_tensors(checkpoint_dir, dtype=target):
         if name not in expected:
             raise ExportError(f"Checkpoint {checkpoint_dir} does not match {base_model}: unexpected tensor {name}.")
         seen.add(name)

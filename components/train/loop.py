@@ -373,7 +373,7 @@ class TrainRecipe:
                                              attn_implementation=self.attn)
         else:
             self.model = load_model(self.plan, self.device, self.attn)
-        install_packed_loss(self.model, self.plan.loss_chunk_tokens)
+        install_packed_loss(self.model, self.plan.loss_chunk_tokens, fused=not self.use_deepspeed)
         self._neftune = add_neftune(self.model, self.plan.neftune_alpha)
 
     def _set_matmul_precision(self) -> None:

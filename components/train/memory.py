@@ -151,7 +151,9 @@ def plan_memory(s: Setup) -> dict:
     else:
         terms["activations"] = m.layers * working
     chunk = s.loss_chunk_tokens or tokens
-    terms["logits"] = min(chunk, tokens) * m.vocab * (4 + 4 + act_b)   # fp32 logits + their gradient + the matmul out
+    # one chunk: fp32 logits, their gradient, the matmul output; plus the head's gradient, accumulated in an fp32
+    # V x H buffer from each chunk's product (fused linear cross-entropy)
+    terms["logits"] = min(chunk, tokens) * m.vocab * (4 + 4 + act_b) + m.vocab * m.hidden * (4 + act_b)
     terms["buffers"] = buffers + CONTEXT_GIB * GIB * gpu
     gpu_total = sum(terms.values())
 

@@ -14,6 +14,7 @@ forward and backward run in bf16 (``MixedPrecisionPolicy(param_dtype=bf16, reduc
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 FULL_SHARD = "full_shard"
@@ -159,12 +160,15 @@ def checkpoint_tensors(folder: Path) -> dict[str, tuple[tuple[int, ...], object]
 
 
 def read_checkpoint_tensor(folder: Path, name: str, shape, dtype):
-    """One full tensor of a DCP checkpoint, assembled from the ranks' files without a process group."""
+    """One full tensor of a DCP checkpoint, assembled from the ranks' files without a process group, in ``dtype``
+    (each stored chunk is converted as it is copied in)."""
     import torch
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import DefaultLoadPlanner
 
     out = {f"model.{name}": torch.empty(shape, dtype=dtype)}
-    dcp.load(out, checkpoint_id=str(folder / DCP_DIR), planner=DefaultLoadPlanner(allow_partial_load=True),
-             no_dist=True)
+    with warnings.catch_warnings():      # "torch.distributed is ... uninitialized": exactly the intent here
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(out, checkpoint_id=str(folder / DCP_DIR), planner=DefaultLoadPlanner(allow_partial_load=True),
+                 no_dist=True)
     return out[f"model.{name}"]

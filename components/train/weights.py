@@ -71,6 +71,35 @@ def iter_safetensors(folder: str | Path) -> Iterator[tuple[str, object]]:
         yield name, read_tensor(path, entry)
 
 
+_CODES = {v: k for k, v in _DTYPES.items()}
+
+
+def write_safetensors(path: Path, tensors: dict) -> None:
+    """A safetensors file written straight from the tensors' memory.
+
+    ``safetensors.torch.save_file`` first copies every tensor into a Python ``bytes`` object, which doubles the
+    memory of a shard; this writes the same format (8-byte header length, JSON header padded to 8 bytes, then
+    the raw little-endian data) tensor by tensor.
+    """
+    import torch
+
+    meta: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, t in tensors.items():
+        size = t.numel() * t.element_size()
+        meta[name] = {"dtype": _CODES[str(t.dtype).removeprefix("torch.")], "shape": list(t.shape),
+                      "data_offsets": [offset, offset + size]}
+        offset += size
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head)))
+        fh.write(head)
+        for t in tensors.values():
+            if t.numel():
+                fh.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))
+
+
 class ShardedWriter:
     """Collects tensors into shards of at most ``max_shard_bytes`` and writes each as soon as it is full."""
 
@@ -91,10 +120,8 @@ class ShardedWriter:
         self.pending_bytes += size
 
     def _flush(self) -> None:
-        from safetensors.torch import save_file
-
         path = self.out / f".shard-{len(self.files):05d}.safetensors"
-        save_file(self.pending, str(path), metadata={"format": "pt"})
+        write_safetensors(path, self.pending)
         self.files.append((path, list(self.pending)))
         self.total_bytes += self.pending_bytes
         self.largest_shard_bytes = max(self.largest_shard_bytes, self.pending_bytes)

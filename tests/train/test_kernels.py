@@ -81,7 +81,7 @@ def test_maskless_packed_attention_equals_the_masked_path(tiny_model):
     logits = new(**flat).logits.reshape(-1, new.config.vocab_size)
     loss = plain_cross_entropy(logits, shifted_targets(labels).reshape(-1)) / _count(labels)
     loss.backward()
-    assert float(loss.detach()) == pytest.approx(float(ref_loss), abs=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), abs=1e-5)
     _assert_close(_grads(new), _grads(ref))
     # and the documents really are isolated: without the boundaries the same flat row gives another loss
     leaky = new(input_ids=ids.reshape(1, -1), position_ids=torch.arange(ids.numel())[None]).logits
@@ -96,9 +96,14 @@ def test_packed_kwargs_mark_document_starts():
     assert kw["cu_seq_lens_q"].tolist() == [0, 3, 5, 7, 10] and kw["max_length_q"] == 3
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("chunk", [7, 64, 10_000])
-def test_chunked_linear_cross_entropy_equals_full_logits(chunk):
-    from latxa.components.train.loss import chunked_linear_cross_entropy, plain_cross_entropy
+def test_chunked_linear_cross_entropy_equals_full_logits(chunk, fused):
+    from latxa.components.train.loss import (
+        chunked_linear_cross_entropy,
+        fused_linear_cross_entropy,
+        plain_cross_entropy,
+    )
 
     g = torch.Generator().manual_seed(1)
     hidden = torch.randn(150, 32, generator=g, requires_grad=True)
@@ -107,13 +112,17 @@ def test_chunked_linear_cross_entropy_equals_full_logits(chunk):
     targets[:40] = -100                                    # a prompt without loss, some chunks entirely ignored
     full = plain_cross_entropy(head(hidden), targets)
     gh, gw = torch.autograd.grad(full, (hidden, head.weight))
-    chunked = chunked_linear_cross_entropy(hidden, head, targets, chunk_tokens=chunk)
+    if fused:
+        chunked = fused_linear_cross_entropy(hidden, head.weight, targets, chunk_tokens=chunk)
+    else:
+        chunked = chunked_linear_cross_entropy(hidden, head, targets, chunk_tokens=chunk)
     ch, cw = torch.autograd.grad(chunked, (hidden, head.weight))
     assert float(chunked) == pytest.approx(float(full), abs=1e-5, rel=1e-6)
     assert float((ch - gh).abs().max()) <= 1e-5 and float((cw - gw).abs().max()) <= 1e-5
 
 
-def test_model_forward_returns_the_packed_loss_of_the_reference(tiny_model):
+@pytest.mark.parametrize("fused", [True, False])
+def test_model_forward_returns_the_packed_loss_of_the_reference(tiny_model, fused):
     """The whole new path (maskless attention + chunked loss inside forward) against the whole old one."""
     from latxa.components.train.attention import packed_kwargs, register
     from latxa.components.train.loss import install_packed_loss, shifted_targets
@@ -123,10 +132,10 @@ def test_model_forward_returns_the_packed_loss_of_the_reference(tiny_model):
     ref_loss = _reference_loss(ref, ids, labels, pos)
     ref_loss.backward()
     new = _load(tiny_model, register())
-    install_packed_loss(new, chunk_tokens=50)
+    install_packed_loss(new, chunk_tokens=50, fused=fused)
     loss = new(input_ids=ids.reshape(1, -1), position_ids=pos.reshape(1, -1),
                targets=shifted_targets(labels).reshape(-1), **packed_kwargs(pos)) / _count(labels)
     loss.backward()
-    assert float(loss.detach()) == pytest.approx(float(ref_loss), abs=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), abs=1e-5)
     _assert_close(_grads(new), _grads(ref))
     assert set(new.state_dict()) == set(ref.state_dict())          # names unchanged: checkpoints and export
