@@ -23,7 +23,7 @@ def torchrun(mode: str, plan, out: Path, **env) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(plan.to_dict()))
     exe = Path(sys.executable).with_name("torchrun")
-    r = subprocess.run([str(exe), "--nproc_per_node", "2", "--master_port", str(free_port()),
+    r = subprocess.run([str(exe), "--nproc_per_node", str(plan.world_size), "--master_port", str(free_port()),
                         str(HERE / "ranks_worker.py"), mode, str(out / "plan.json"), str(out)],
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1", **env})
@@ -56,6 +56,22 @@ def test_two_ranks_load_the_same_weights_as_a_plain_load(plans, tiny_model):
     # each rank held about half of every parameter, not the model
     total = sum(full[n].numel() for n in got["local_numel"])
     assert sum(got["local_numel"].values()) <= total / 2 + 64 * len(got["local_numel"])
+
+
+def test_hybrid_shard_on_four_ranks_loads_a_shard_per_node_group(plans, tiny_model):
+    """Mesh (2 replicas x 2 shards), as leonardo-8b's (32 x 4): each rank holds half of the model, weights exact."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plan = replace(plans["fsdp"], fsdp="hybrid_shard", fsdp_shard_size=2, world_size=4)
+    out = plans["root"] / "hybrid"
+    torchrun("load", plan, out)
+    got = torch.load(out / "loaded.pt", weights_only=True)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).state_dict()
+    for name, tensor in got["state"].items():
+        assert torch.equal(tensor, plain[name]), name
+    total = sum(got["state"][n].numel() for n in got["local_numel"])
+    assert total / 2 - 64 * 21 <= sum(got["local_numel"].values()) <= total / 2 + 64 * 21
 
 
 @pytest.fixture(scope="module")
