@@ -164,8 +164,12 @@ def _skip_cpu_inference_shm_op() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
-def add_neftune(model, alpha: float):
-    """NEFTune (Jain et al. 2023): uniform noise on input embeddings during training, scaled by alpha/sqrt(L*d)."""
+def add_neftune(model, alpha: float, seq_len: int | None = None):
+    """NEFTune (Jain et al. 2023): uniform noise on input embeddings during training, scaled by alpha/sqrt(L*d).
+
+    L is the length of one packed row (``seq_len``), not of the flattened micro-batch the maskless path feeds
+    the model (``B*L`` tokens in one row): the noise is what HF's NEFTune gives the reference's rows.
+    """
     import torch
 
     if alpha <= 0:
@@ -175,7 +179,7 @@ def add_neftune(model, alpha: float):
     def hook(module, _args, output):
         if not module.training:
             return output
-        dims = output.size(1) * output.size(2)
+        dims = (seq_len or output.size(1)) * output.size(2)
         mag = alpha / (dims ** 0.5)
         return output + torch.zeros_like(output).uniform_(-mag, mag)
 
@@ -374,7 +378,7 @@ class TrainRecipe:
         else:
             self.model = load_model(self.plan, self.device, self.attn)
         install_packed_loss(self.model, self.plan.loss_chunk_tokens, fused=not self.use_deepspeed)
-        self._neftune = add_neftune(self.model, self.plan.neftune_alpha)
+        self._neftune = add_neftune(self.model, self.plan.neftune_alpha, self.plan.seq_len)
 
     def _set_matmul_precision(self) -> None:
         import torch

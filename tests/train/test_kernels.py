@@ -139,3 +139,21 @@ def test_model_forward_returns_the_packed_loss_of_the_reference(tiny_model, fuse
     assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), abs=1e-5)
     _assert_close(_grads(new), _grads(ref))
     assert set(new.state_dict()) == set(ref.state_dict())          # names unchanged: checkpoints and export
+
+
+def test_neftune_noise_scales_with_the_row_length_not_the_flattened_batch():
+    """The maskless path feeds (1, B*L) tokens; NEFTune's alpha/sqrt(L*d) must still use the row length L."""
+    from latxa.components.train.loop import add_neftune
+
+    def noise(shape, seq_len):
+        emb = torch.nn.Embedding(100, 16)
+        model = type("M", (), {"get_input_embeddings": lambda self: emb})()
+        add_neftune(model, 5.0, seq_len)
+        ids = torch.zeros(shape, dtype=torch.long)
+        torch.manual_seed(0)
+        return (emb(ids) - emb.weight[0]).detach()
+
+    rows = noise((2, 64), 64)
+    flat = noise((1, 128), 64)
+    assert torch.allclose(flat.reshape(2, 64, 16), rows, atol=1e-6)   # same noise as the reference's rows
+    assert float(rows.abs().max()) <= 5.0 / (64 * 16) ** 0.5 and float(rows.abs().max()) > 0.1
