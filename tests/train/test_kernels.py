@@ -143,11 +143,13 @@ def test_model_forward_returns_the_packed_loss_of_the_reference(tiny_model, fuse
 
 def test_neftune_noise_scales_with_the_row_length_not_the_flattened_batch():
     """The maskless path feeds (1, B*L) tokens; NEFTune's alpha/sqrt(L*d) must still use the row length L."""
+    from types import SimpleNamespace
+
     from latxa.components.train.loop import add_neftune
 
     def noise(shape, seq_len):
         emb = torch.nn.Embedding(100, 16)
-        model = type("M", (), {"get_input_embeddings": lambda self: emb})()
+        model = SimpleNamespace(get_input_embeddings=lambda: emb)
         add_neftune(model, 5.0, seq_len)
         ids = torch.zeros(shape, dtype=torch.long)
         torch.manual_seed(0)
