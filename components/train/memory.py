@@ -216,6 +216,10 @@ def setup_from_config(*, variant: str, profile: str, config_path=None, model: st
     r = load_config(config_path).resolve(profile)
     t, tr = r.target, r.study.train
     fsdp = t.fsdp
+    if model is None and not t.plan_model and t.backend == "cpu":   # what `latxa train` uses on CPU profiles
+        from latxa.components.tiny_model import ensure_tiny_model
+
+        model = str(ensure_tiny_model())
     setup = Setup(
         profile=profile, model=model or t.plan_model or v.backbone_info.hf_name, world=t.num_workers,
         nodes=t.nodes, shard_size=t.shard_group_size, fsdp=fsdp, deepspeed_stage=t.deepspeed_stage,

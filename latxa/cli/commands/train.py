@@ -148,10 +148,13 @@ def _plan_table(p: dict) -> str:
     lines = [f"{p['model']} ({p['params'] / 1e9:.2f}e9 parameters) on '{p['profile']}': {p['world_size']} ranks, "
              f"{p['nodes']} node(s), FSDP {p['sharding']['fsdp']} (shard group {p['sharding']['shard_group']}), "
              f"ZeRO {p['sharding']['deepspeed_stage']}"]
+    def budget(value: float) -> str:
+        return f"of {value:g}" if value else "(no budget in the profile)"
+
     if p["gpu"]:
-        lines.append(f"GPU per device: {p['gpu_gib_per_device']:.2f} GiB of {p['gpu_budget_gib']:g}")
+        lines.append(f"GPU per device: {p['gpu_gib_per_device']:.2f} GiB {budget(p['gpu_budget_gib'])}")
         lines += [f"  {k:<12} {v:8.2f} GiB" for k, v in p["gpu"].items()]
-    lines.append(f"host per node: {p['host_gib_per_node']:.2f} GiB of {p['host_budget_gib']:g}")
+    lines.append(f"host per node: {p['host_gib_per_node']:.2f} GiB {budget(p['host_budget_gib'])}")
     lines += [f"  {k:<12} {v:8.2f} GiB" for k, v in p["host"].items()]
     lines.append(f"tokens per step {p['tokens_per_step']:,} ({p['global_batch_rows']} rows); step time "
                  f"{p['step_time_s']:.2f} s at MFU {p['mfu_assumed']:.0%} of {p['gpu_peak_tflops']:g} TFLOP/s"
