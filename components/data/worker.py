@@ -35,6 +35,8 @@ class Task:
     text_field: str = "text"
     messages_field: str = "conversations"
     text_unit: str = "line"
+    oversized: int = 0           # > 0: the range is one record of this many bytes, above max_record_bytes
+    max_record_bytes: int = 0
 
 
 @dataclass
@@ -114,13 +116,34 @@ def _records(task: Task, data: bytes):
             yield task.first_line + i, raw
 
 
+def _oversized(task: Task, spec: WorkerSpec) -> TaskResult:
+    """The result for a record above the size limit, which is never read."""
+    res = TaskResult(task.tid, task.source, lengths=np.zeros(0, np.int64), ids=np.zeros(0, np.int32),
+                     labels=np.zeros(0, np.int32))
+    if task.copy != 0:
+        return res
+    res.read = 1
+    skip = {"file": task.path, "line": task.first_line,
+            "reason": f"record of {task.oversized:,} bytes is above the limit of {task.max_record_bytes:,} bytes "
+                      "(max_record_bytes)"}
+    if spec.on_error == "fail":
+        res.error = skip
+    else:
+        res.skips.append(skip)
+    return res
+
+
 def run_task(task: Task) -> TaskResult:
     spec: WorkerSpec = _STATE["spec"]
     tok = _STATE["tok"]
+    if task.oversized:
+        return _oversized(task, spec)
     res = TaskResult(task.tid, task.source)
     with open(task.path, "rb") as fh:
         fh.seek(task.start)
         data = fh.read(task.end - task.start)
+    if task.start == 0 and data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
+        data = data[3:]
 
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
