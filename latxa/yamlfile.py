@@ -47,7 +47,12 @@ def load_yaml_file(path: str | Path, error: type[LatxaError], what: str) -> Any:
 
 def load_yaml_text(text: str, error: type[LatxaError], where: str) -> Any:
     """Parse YAML ``text`` with the checks above; ``where`` (a file name) starts every message."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as err:  # the reader checks every character up front
+        line = text.count("\n", 0, err.position) + 1
+        raise error(f"{where}:{line} is not valid YAML: the control character #x{err.character:02x} is not "
+                    "allowed.") from None
     try:
         try:
             node = loader.get_single_node()

@@ -198,3 +198,10 @@ def test_a_valid_profile_renders_one_comment_line_before_the_header():
     head = script.splitlines()
     assert head[0] == "#!/bin/bash" and all(line.startswith("#") for line in head[:4])
     assert head.index(next(line for line in head if line.startswith("#SBATCH"))) == 3
+
+
+def test_control_characters_are_one_sentence(tmp_path, inproc):
+    """Found by the fuzz test: PyYAML's reader refuses them before parsing, outside the usual error path."""
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"seed: 33\n\x01 x\n")
+    _check_one_sentence(inproc, path, f"{path}:2 ", "control character #x01")
