@@ -244,3 +244,17 @@ def test_an_empty_dataset_is_refused(tiny_model, tmp_path, h):
     data, cfg = _chat_cfg(tmp_path, h, [{"conversations": []}] * 3)
     with pytest.raises(DataError, match=r"inst_en.*no records \(read 3, skipped 3"):
         prepare("exp_0_001", tmp_path / "o", config=cfg, on_error="skip", use_cache=False, **_kw(tiny_model))
+
+
+@pytest.mark.parametrize("manifest, stats, why", [
+    ('{"shards": 5}', None, "shards"),
+    ('{"shards": []}', None, "stats.json"),
+    ('{"shards": []}', "{not json", "stats.json"),
+    ('[1, 2]', None, "not a JSON object"),
+])
+def test_data_show_on_a_broken_folder_is_one_sentence(manifest, stats, why, tmp_path, inproc):
+    (tmp_path / "manifest.json").write_text(manifest)
+    if stats is not None:
+        (tmp_path / "stats.json").write_text(stats)
+    code, out, err = inproc("data", "show", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and why in err, err
