@@ -134,9 +134,11 @@ def build_tasks(sources: list[ResolvedSource], chunk_records: int) -> tuple[list
             for span in index_file(path, chunk_records=chunk_records, paragraphs=paragraphs,
                                    max_bytes=cfg.max_record_bytes, limit=left, capped=capped):
                 for c in range(max(1, math.ceil(cfg.weight))):
-                    tasks.append(Task(len(tasks), src.name, cfg.kind, fmt, str(path), fi, span.start, span.end,
-                                      span.first_line, span.records, c, cfg.weight, cfg.text_field,
-                                      cfg.messages_field, cfg.text_unit, span.oversized, cfg.max_record_bytes))
+                    tasks.append(Task(tid=len(tasks), source=src.name, kind=cfg.kind, fmt=fmt, path=str(path),
+                                      file_index=fi, start=span.start, end=span.end, first_line=span.first_line,
+                                      records=span.records, copy=c, weight=cfg.weight, text_field=cfg.text_field,
+                                      messages_field=cfg.messages_field, text_unit=cfg.text_unit,
+                                      oversized=span.oversized, max_record_bytes=cfg.max_record_bytes))
                 file_records += span.records
             n_records += file_records
             if left is not None:

@@ -322,9 +322,9 @@ def _setup(inputs: _Inputs, num_proc: int) -> _Setup:
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     if pad_id is None:
         raise DataError(f"The tokenizer in {inputs.tok_dir} has neither a pad nor an EOS token to pad the last row with.")
-    spec = WorkerSpec(tok.backend_tokenizer.to_str(), template if needs_chat else None, special, tok.bos_token_id,
-                      doc_eos_id, inputs.train_on, inputs.seed, inputs.on_error, inputs.shuffle,
-                      threads=num_proc == 1)
+    spec = WorkerSpec(tokenizer_json=tok.backend_tokenizer.to_str(), template=template if needs_chat else None,
+                      special=special, bos_id=tok.bos_token_id, doc_eos_id=doc_eos_id, train_on=inputs.train_on,
+                      seed=inputs.seed, on_error=inputs.on_error, shuffle=inputs.shuffle, threads=num_proc == 1)
     return _Setup(spec=spec, pad_id=int(pad_id), bos_id=tok.bos_token_id, doc_eos_id=doc_eos_id)
 
 
