@@ -147,7 +147,16 @@ def dump_config(cfg: dict, num_fewshot: int | None) -> dict:
         tc.num_fewshot = num_fewshot
     elif tc.num_fewshot is None:
         tc.num_fewshot = 0
+    if tc.dataset_kwargs and _datasets_major() >= 4:
+        # lm-eval drops trust_remote_code under datasets >= 4 (dataset scripts are gone) before it writes the config
+        tc.dataset_kwargs.pop("trust_remote_code", None)
     return tc.to_dict()
+
+
+def _datasets_major() -> int:
+    import datasets
+
+    return int(datasets.__version__.split(".")[0])
 
 
 def build(tree: TaskTree, name: str, metadata: dict | None = None):
@@ -167,3 +176,47 @@ def build(tree: TaskTree, name: str, metadata: dict | None = None):
     for child in tree.children[name]:
         group.add(build(tree, child, metadata))
     return group
+
+
+def resolved(suite: Suite, tasks: list[str] | None = None, *, num_fewshot: int | None = None,
+             generative: bool | None = None, include_path: str | Path | None = None) -> dict:
+    """Every (sub)task's config as lm-eval resolves it for ``suite`` (what a run writes under "configs"), with the
+    registry's few-shot count, plus the groups' members and aggregation: ``latxa eval tasks --resolved``."""
+    from importlib.metadata import version
+
+    names = tasks or suite.tasks
+    benches = {(b.task.replace("eu_mini_", "eu_mini_gen_", 1) if suite.generative else b.task): b for b in suite.benchmarks}
+    gen_mc = suite.generative_mc if generative is None else generative
+    tm = task_manager(suite, include_path)
+    missing = [t for t in names if t not in tm.task_index]
+    if missing:
+        raise EvalError(f"lm-eval does not know task(s) {', '.join(missing)}.")
+    raw = task_tree(tm, names)
+    tree = task_tree(tm, names, generative_mc) if gen_mc else raw
+    configs: dict[str, dict] = {}
+    system: dict[str, str | None] = {}
+    for top in names:
+        shots = benches[top].num_fewshot if num_fewshot is None else num_fewshot
+        for leaf in tree.leaves_under(top):
+            configs[leaf] = dump_config(tree.leaves[leaf], shots)
+        was_mc = any(raw.leaves[leaf].get("output_type") == "multiple_choice" for leaf in tree.leaves_under(top))
+        system[top] = suite.system_instruction if gen_mc and was_mc else None
+    groups = {g: {"task": list(tree.children[g]), **_jsonable(cfg)} for g, cfg in tree.groups.items()}
+    return {"suite": suite.name, "lm_eval_version": version("lm_eval"), "generative_mc": gen_mc,
+            "tasks": list(names), "system_instruction": system, "configs": configs, "groups": groups,
+            "group_subtasks": {g: list(children) for g, children in tree.children.items()}}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if k != "task"}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    if callable(obj):
+        import inspect
+
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            return str(obj)
+    return obj
