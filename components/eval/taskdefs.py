@@ -14,6 +14,7 @@ A config here is exactly what lm-eval writes under ``"configs"`` in a results fi
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -44,10 +45,21 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.__file__).resolve().parent / "tasks"
 
 
+class _ExpectedOverrides(logging.Filter):
+    """Our definitions replace lm-eval's by design: its "overrides existing task" warning says nothing new."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "overrides existing task" not in record.getMessage()
+
+
 def task_manager(suite: Suite, include_path: str | Path | None = None):
     """lm-eval's TaskManager over what the suite needs: lm-eval's folders first, then ours, then ``include_path``
     (later folders override earlier ones by task name)."""
     from lm_eval.tasks import TaskManager
+
+    index_log = logging.getLogger("lm_eval.tasks._index")
+    if not any(isinstance(f, _ExpectedOverrides) for f in index_log.filters):
+        index_log.addFilter(_ExpectedOverrides())
 
     root = lm_eval_tasks_dir()
     paths = [str(root / f) for f in suite.lm_eval_folders]

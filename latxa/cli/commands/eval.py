@@ -63,11 +63,13 @@ def _job_argv(models: list[str], opts: dict) -> list[str]:
     flags = {"chat": ("--chat", "--no-chat"), "parallelize": ("--parallelize", "--no-parallelize"),
              "mcq_to_generative": ("--mcq-to-generative", "--no-mcq-to-generative")}
     for key, value in opts.items():
+        if key in flags:   # three states: unset (the default decides), on, off
+            if value is not None:
+                argv.append(flags[key][0] if value else flags[key][1])
+            continue
         if value is None or value is False or value == []:
             continue
-        if key in flags:
-            argv.append(flags[key][0] if value else flags[key][1])
-        elif value is True:
+        if value is True:
             argv.append("--" + key.replace("_", "-"))
         elif key == "task":
             for t in value:
