@@ -140,3 +140,62 @@ def test_resume_skips_finished_tasks_and_reruns_a_missing_one(paper_run, paper_m
     res = latxa("eval", "run", "--model", "meta-llama/Llama-3.1-8B", "--suite", "es", "--task", "mmlu_es",
                 "--datasets", str(paper_mirror), "--limit", "3", "--out", str(out), "--resume", env=env)
     assert res.returncode == 0 and "skipped (--resume)" not in res.stderr
+
+
+def test_api_protocol_through_an_openai_compatible_endpoint(tiny_model, paper_mirror, tmp_path):
+    """paper-api on a real OpenAI-compatible server (the serving layer's routes): multiple choice as one generated
+    letter under the system instruction, exact match; MGSM as free generation without it."""
+    import socket
+    import threading
+    import time
+
+    uvicorn = pytest.importorskip("uvicorn")
+    openai_api = pytest.importorskip("latxa.serving.openai_api")
+    from fastapi import FastAPI, Request
+
+    from latxa.components.eval.runner import run_eval
+    from latxa.serving.generation import LocalBackends
+    from latxa.serving.registry import GenerationSettings, ModelSpec
+
+    app = FastAPI()
+    bodies: list[dict] = []
+
+    @app.middleware("http")
+    async def record(request: Request, call_next):
+        if request.url.path.endswith("/chat/completions"):
+            bodies.append(json.loads(await request.body()))
+        return await call_next(request)
+
+    settings = GenerationSettings(temperature=0.0, system_prompt=None, max_tokens=16)
+    openai_api.add_openai_routes(app, LocalBackends([ModelSpec(name="tiny", path=str(tiny_model), generation=settings)]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        run = run_eval(f"http://127.0.0.1:{port}", "paper-api", tmp_path / "out", limit=2, served_model="tiny",
+                       tasks=["eus_trivia", "mgsm_native_cot_es"], datasets=paper_mirror)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    trivia = run.results["results"]["eus_trivia"]
+    assert "exact_match,strict_match" in trivia and "acc,none" not in trivia
+    assert "exact_match,flexible-extract" in run.results["results"]["mgsm_native_cot_es"]
+    mc = [b for b in bodies if b["messages"][0]["role"] == "system"]
+    assert len(mc) == 2 and len(bodies) == 4
+    for body in mc:
+        assert body["messages"][0]["content"] == "Respond always with a single letter: A, B, C or D."
+        assert body["max_tokens"] == 1
+        assert [m["role"] for m in body["messages"][1:]] == ["user", "assistant"] * 5 + ["user"]
+        assert all(m["content"] in "ABCD" for m in body["messages"][2:-1:2])   # few-shot answers are letters
+    cfg = run.results["configs"]["eus_trivia"]
+    assert cfg["output_type"] == "generate_until" and cfg["generation_kwargs"] == {"until": [], "max_gen_toks": 1}
+    files = by_task(tmp_path / "out" / "tiny")
+    assert files["eus_trivia"]["system_instruction"] == "Respond always with a single letter: A, B, C or D."
+    assert files["mgsm_native_cot_es"]["system_instruction"] is None
