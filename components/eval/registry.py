@@ -115,7 +115,7 @@ def _benchmark(raw: dict, defaults: dict, categories: dict, where: str, study: b
         raise EvalError(f"{where}: benchmark '{merged['task']}' has language '{merged['language']}', not one of {LANGUAGES}.")
     if merged["category"] not in categories:
         raise EvalError(f"{where}: benchmark '{merged['task']}' has category '{merged['category']}', not one of {list(categories)}.")
-    if study and merged["source"] == "lm-eval" and not merged.get("lm_eval_folder"):
+    if study and merged.get("source") == "lm-eval" and not merged.get("lm_eval_folder"):
         raise EvalError(f"{where}: benchmark '{merged['task']}' comes from lm-eval but names no lm_eval_folder.")
     return Benchmark(task=merged["task"], language=merged["language"], category=merged["category"],
                      metric_keys=tuple(merged["metric_keys"]), num_fewshot=int(merged["num_fewshot"]),

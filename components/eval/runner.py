@@ -482,7 +482,8 @@ def run_eval(model: str, suite: str = "eu-mini", out: str | Path = "eval-out", *
         samples = results.pop("samples", None) if log_samples else None
         # The model was built once and handed over as an object; record it as the lm_eval CLI would.
         results["config"].update(model=spec.lm_type, model_args=spec.args_string(args))
-        results[RECORD_KEY] = _record(spec, chosen, settings, sources.describe())
+        results[RECORD_KEY] = _record(spec, chosen, settings,
+                                      {"shipped": True} if chosen.offline else sources.describe())
         gct = tracker.general_config_tracker
         gct.model_source, gct.model_name, gct.model_name_sanitized = spec.lm_type, spec.model_name, spec.name
         tracker.save_results_aggregated(results=results, samples=samples)

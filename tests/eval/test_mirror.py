@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from mirror_data import bias_files, dataset_files, write_bias, write_jsonl
 
 
