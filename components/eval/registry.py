@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from latxa.components.eval.errors import EvalError
+from latxa.yamlfile import load_yaml_file
 
 REGISTRY_FILE = Path(__file__).with_name("benchmarks.yaml")
 TASKS_DIR = Path(__file__).with_name("tasks")
@@ -127,10 +126,9 @@ def _benchmark(raw: dict, defaults: dict, categories: dict, where: str, study: b
 def load_registry(path: str | Path | None = None) -> Registry:
     """Parse and validate a registry YAML (default: the shipped ``benchmarks.yaml``)."""
     path = Path(path) if path else REGISTRY_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise EvalError(f"cannot read the benchmark registry {path}: {err}.") from err
+    raw = load_yaml_file(path, EvalError, "Benchmark registry")
+    if not isinstance(raw, dict) or "categories" not in raw or "languages" not in raw:
+        raise EvalError(f"{path}:1: not a benchmark registry (no 'categories' and 'languages' mappings).")
     defaults = raw.get("defaults", {})
     categories = raw["categories"]
     study = tuple(_benchmark(b, defaults, categories, f"{path}:study[{i}]", study=True) for i, b in enumerate(raw.get("study", [])))
