@@ -28,6 +28,7 @@ def _hub_standin(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_fetch_mirrors_the_datasets_reports_the_bias_data_and_a_run_reads_it(cli, tmp_path, tiny_model):
     source = _hub_standin(tmp_path / "hub")
     mirror = tmp_path / "mirror"
