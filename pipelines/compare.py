@@ -33,13 +33,14 @@ def default_experiment(uri: str | None = None) -> tuple[str, str | None, str]:
     return last["experiment"], uri, "the experiment of the last run"
 
 
-def collect(experiment: str | None = None, uri: str | None = None, kfp_run_id: str | None = None) -> list[dict]:
+def collect(experiment: str | None = None, uri: str | None = None, kfp_run_id: str | None = None,
+            why: str = "") -> list[dict]:
     """One row per variant: flags, final loss, tokens seen, eval means per language (percent), run id.
 
-    ``experiment`` None: :func:`default_experiment`. ``kfp_run_id``: only the variant runs of that KFP run."""
+    ``experiment`` None: :func:`default_experiment`. ``kfp_run_id``: only the variant runs of that KFP run. ``why``:
+    how the experiment was chosen, for the error message."""
     from mlflow.tracking import MlflowClient
 
-    why = ""
     if experiment is None:
         experiment, uri, why = default_experiment(uri)
     uri = tracking.check_reachable(uri)

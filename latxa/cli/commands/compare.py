@@ -35,10 +35,11 @@ def register(app: typer.Typer) -> None:
         from latxa.paths import state_dir
         from latxa.pipelines import compare as cmp
 
+        why = ""
         if experiment is None:
-            experiment, tracking_uri, _ = cmp.default_experiment(tracking_uri)
+            experiment, tracking_uri, why = cmp.default_experiment(tracking_uri)
         uri = tracking.resolve_tracking_uri(tracking_uri)
-        rows = cmp.collect(experiment, uri)
+        rows = cmp.collect(experiment, uri, why=why)
         if fmt == CompareFormat.json:
             typer.echo(cmp.to_json(rows))
         elif fmt == CompareFormat.md:
