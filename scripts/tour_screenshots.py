@@ -68,7 +68,7 @@ def kfp_shots(browser, out: Path) -> None:
         "and prefilled values as the KFP run form shows them; the KFP dashboard itself does not display the "
         "descriptions (grey).</div>"
         f"<h2>{html.escape(form['pipeline'])}: run parameters</h2><p>{html.escape(form['description'])}</p>{rows}")
-    path = out.parent / ".tour-run-form.html"
+    path = (out.parent / ".tour-run-form.html").resolve()
     path.write_text(page_html, encoding="utf-8")
     page = browser.new_page(viewport={"width": 1180, "height": 900})
     page.goto(path.as_uri())
@@ -78,7 +78,7 @@ def kfp_shots(browser, out: Path) -> None:
     runs = sorted((state_dir() / "kfp" / "runs").glob("latxa-sweep-*/compare-variants/page"), key=lambda p: p.stat().st_mtime)
     if runs:
         page = browser.new_page(viewport={"width": 1180, "height": 800})
-        page.goto(runs[-1].as_uri())
+        page.set_content(runs[-1].read_text(encoding="utf-8"))  # the artifact has no .html name: load it as HTML
         page.screenshot(path=str(out / "tour-kfp-compare.png"), full_page=True)
         page.close()
 
@@ -104,12 +104,13 @@ def arena_shots(browser, base: str, out: Path) -> None:
     page.click("#vote-content-model_a")
     page.click("#vote-language-model_a")
     page.screenshot(path=str(out / "tour-arena-battle.png"), full_page=True)
-    for _ in range(10):  # the API refuses a vote before the reading time; the page says how long to wait
+    page.wait_for_timeout(11_000)  # the arena refuses a vote before the reading time (10 s by default)
+    page.click("#vote-submit")
+    page.wait_for_selector("#reveal, #vote-error")
+    if page.is_visible("#vote-error"):  # still too early on a slow machine: the page says how long to wait
+        page.wait_for_timeout(10_000)
         page.click("#vote-submit")
-        page.wait_for_selector("#reveal, #vote-error")
-        if page.is_visible("#reveal"):
-            break
-        page.wait_for_timeout(3000)
+    page.wait_for_selector("#reveal")
     page.screenshot(path=str(out / "tour-arena-vote.png"), full_page=True)
     page.click("#nav-leaderboard")
     page.wait_for_selector("#lb-overall")
@@ -122,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arena", help="URL of the running `make arena` UI (skip the arena shots if absent)")
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    parser.add_argument("--only", choices=("mlflow", "kfp", "arena"), help="take only these shots")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -129,9 +131,11 @@ def main() -> int:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            mlflow_shots(browser, args.out)
-            kfp_shots(browser, args.out)
-            if args.arena:
+            if args.only in (None, "mlflow"):
+                mlflow_shots(browser, args.out)
+            if args.only in (None, "kfp"):
+                kfp_shots(browser, args.out)
+            if args.arena and args.only in (None, "arena"):
                 arena_shots(browser, args.arena.rstrip("/"), args.out)
         finally:
             browser.close()
