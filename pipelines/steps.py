@@ -100,7 +100,7 @@ def train_variant(
 
 @dsl.component(**_component)
 def start_sweep(variants: list, experiment: str, kfp_run_id: str, kfp_task: str, tracking_uri: Optional[str] = None) -> str:
-    """Fail fast like check_tracking, then open the sweep's parent MLflow run (tag latxa.sweep)."""
+    """Fail fast like check_tracking, then open the sweep's MLflow run (tag latxa.sweep; its variant runs carry latxa.sweep_run)."""
     from latxa.pipelines import steps_impl
 
     return steps_impl.start_sweep(variants, experiment, tracking_uri, kfp_run_id, kfp_task)
@@ -108,7 +108,7 @@ def start_sweep(variants: list, experiment: str, kfp_run_id: str, kfp_task: str,
 
 @dsl.component(**_component)
 def sweep_run_of(experiment: str, kfp_run_id: str, tracking_uri: Optional[str] = None) -> str:
-    """The id of this KFP run's sweep parent MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
+    """The id of this KFP run's sweep MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
     instead of passing start-sweep's output in: kfp.local replaces every task output that enters a loop with the
     loop item (kfp 2.17, task_spec_utils.create_parameter_loop_iteration_task_spec)."""
     from latxa.pipelines import steps_impl
