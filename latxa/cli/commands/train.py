@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N steps."),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (default latxa-instruct)."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow sweep run to nest this run under."),
+        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow sweep run this run belongs to (tag latxa.sweep_run)."),
         no_register: bool = typer.Option(False, "--no-register", help="Do not register the exported model."),
         no_track: bool = typer.Option(False, "--no-track", help="No MLflow at all."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan as JSON; start nothing."),
