@@ -220,12 +220,28 @@ class Placement(BaseModel):
     nodes: list[GPUNode]
 
 
+class ServeDefaults(BaseModel):
+    """Settings every model starts from; only ``generation`` so far (unknown keys are errors, not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    generation: dict[str, Any] = {}
+
+    @field_validator("generation")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(GenerationSettings.model_fields))
+        if unknown:
+            raise ValueError(f"unknown generation setting '{unknown[0]}'")
+        GenerationSettings.model_validate(v)
+        return v
+
+
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extends: Optional[str] = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    defaults: dict[str, Any] = {}
+    defaults: ServeDefaults = ServeDefaults()
     models: list[ModelSpec] = []
     arena: ArenaSettings = ArenaSettings()
     # the OpenAI-compatible /v1 routes on the same port; None: on unless the protocol hides model names
@@ -309,7 +325,10 @@ def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3, prot
     if arena_raw.get("control_rate") and not proto.control_battles:
         raise ServeConfigError(f"{path or 'serving config'}: arena.control_rate: the {proto.name} protocol has no "
                                "control battles; remove it or use --protocol latxa.")
-    defaults = _merge(proto.generation, (raw.get("defaults") or {}).get("generation") or {})
+    given = raw.get("defaults") or {}
+    defaults = given.get("generation") if isinstance(given, dict) else None
+    defaults = defaults if isinstance(defaults, dict) else {}  # anything else is named by the validation below
+    defaults = _merge(proto.generation, defaults)
     models = raw.get("models")
     if models is None:
         models = default_models(tiny_copies)
