@@ -113,7 +113,7 @@ def arena_shots(browser, base: str, out: Path) -> None:
     page.wait_for_selector("#reveal")
     page.screenshot(path=str(out / "tour-arena-vote.png"), full_page=True)
     page.click("#nav-leaderboard")
-    page.wait_for_selector("#lb-overall")
+    page.wait_for_selector("#lb-overall, #lb-not-enough")   # a young arena lists no model yet
     page.wait_for_timeout(2000)
     page.screenshot(path=str(out / "tour-arena-leaderboard.png"), full_page=True)
     page.close()
