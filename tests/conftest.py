@@ -22,6 +22,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean():
+    """No run writes into the checkout: MLflow 3 falls back to ``sqlite:///mlflow.db`` in the working directory
+    when a client gets no tracking URI, which once left stray databases at the repository root."""
+    stray = [REPO / "mlflow.db", REPO / "mlruns"]
+    before = {p for p in stray if p.exists()}
+    yield
+    leaked = [str(p) for p in stray if p.exists() and p not in before]
+    assert not leaked, f"the test session wrote {', '.join(leaked)} into the checkout"
+
+
 @pytest.fixture(scope="session")
 def latxa_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("latxa_home")
