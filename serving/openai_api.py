@@ -236,11 +236,11 @@ def add_openai_routes(app: FastAPI, backends, api=None) -> None:
     serving.app does; without it the routes are open (for programs that embed them behind their own checks)."""
     if api is None:
         gate = KeyGate(None, "", 10**9, 10**6)
-        max_prompt_chars = 10**9
+        max_prompt_chars, max_tokens = 10**9, 32768
     else:
         keys = [k.strip() for k in os.environ.get(api.api_keys_env, "").split(",") if k.strip()]
         gate = KeyGate(keys, api.api_keys_env, api.rate_requests_per_minute, api.max_concurrent_per_key)
-        max_prompt_chars = api.max_prompt_chars
+        max_prompt_chars, max_tokens = api.max_prompt_chars, api.max_tokens
     r = APIRouter(prefix="/v1", route_class=route_class(gate, {"/v1/chat/completions"}))
 
     @r.get("/models")
@@ -263,6 +263,10 @@ def add_openai_routes(app: FastAPI, backends, api=None) -> None:
         if sum(len(m.text()) for m in req.messages) > max_prompt_chars:
             return openai_error(400, f"The messages hold more than {max_prompt_chars} characters",
                                 param="messages", code="context_length_exceeded")
+        asked = req.max_completion_tokens or req.max_tokens
+        if asked is not None and asked > max_tokens:
+            return openai_error(400, f"max_tokens may be at most {max_tokens} on this server",
+                                param="max_tokens", code="invalid_value")
         settings = backends.settings(req.model)
         over = {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p,
                                   "max_tokens": req.max_completion_tokens or req.max_tokens}.items() if v is not None}

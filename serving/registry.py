@@ -152,6 +152,7 @@ class ApiSettings(BaseModel):
     rate_requests_per_minute: int = Field(120, ge=1)      # per key
     max_concurrent_per_key: int = Field(4, ge=1)          # generations in flight per key
     max_prompt_chars: int = Field(100_000, ge=1)          # all message text of one request together
+    max_tokens: int = Field(8192, ge=1, le=32768)         # the most a request may ask for (more: 400)
 
 
 class ServerLimits(BaseModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+import unicodedata
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 Choice = Literal["model_a", "model_b", "tie"]
 BASQUE_LEVELS = ["A1", "A2", "B1", "B2", "C1", "C2", "native"]
@@ -19,6 +21,38 @@ QUESTIONS = {"content": "Zein erantzunek du eduki hobea?", "language": "Zein era
              "overall": "Orokorrean, zein da hobea?"}
 APOLOGY = "Barkatu, arazo bat egon da erantzuna sortzean."
 USERNAME_RE = r"^[A-Za-z0-9_.-]{3,40}$"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """JSON can carry a lone surrogate escape (\\ud800): not a character, so no encoder or database takes it."""
+    if _SURROGATE.search(text):
+        raise ValueError("the text holds a lone UTF-16 surrogate, which is not a Unicode character")
+    return text
+
+
+def _storable(text: str) -> str:
+    """What every supported database stores: no U+0000 (PostgreSQL refuses it in text) and no lone surrogate."""
+    if "\x00" in text:
+        raise ValueError("the text holds U+0000 (a NUL character), which cannot be stored")
+    return _encodable(text)
+
+
+def _email(text: str) -> str:
+    """One @, something printable on both sides: no control, format (zero-width), separator or surrogate
+    characters, which a pattern like [^@\\s] lets through."""
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"the e-mail address holds an invisible or control character (U+{ord(bad):04X})")
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or "@" in domain or domain.startswith(".") or domain.endswith("."):
+        raise ValueError("an e-mail address is name@domain")
+    return text
+
+
+Encodable = Annotated[str, AfterValidator(_encodable)]
+Storable = Annotated[str, AfterValidator(_storable)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 
 
 
@@ -28,16 +62,16 @@ class Strict(BaseModel):
 
 class RegisterIn(Strict):
     username: str = Field(pattern=USERNAME_RE)
-    password: str = Field(min_length=8, max_length=256)
-    consent: bool
+    password: Encodable = Field(min_length=8, max_length=256)
+    consent: StrictBool   # JSON true only: "yes" or 1 is not consent
     basque_level: Literal["A1", "A2", "B1", "B2", "C1", "C2", "native"]
     education: Literal["primary", "secondary", "vocational", "bachelor", "master", "phd", "other"]
-    email: Optional[str] = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: Optional[Email] = None
 
 
 class LoginIn(Strict):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=256)
+    username: Storable = Field(max_length=64)
+    password: Encodable = Field(max_length=256)
 
 
 class TokenOut(BaseModel):
@@ -51,7 +85,7 @@ class BattleIn(Strict):
 
 
 class MessageIn(Strict):
-    content: str = Field(min_length=1, max_length=100_000)
+    content: Storable = Field(min_length=1, max_length=100_000)
     stream: bool = True
 
 

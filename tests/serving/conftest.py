@@ -55,11 +55,11 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_ke
     from fastapi.testclient import TestClient
 
     from latxa.serving.app import build_app
-    from latxa.serving.registry import ArenaSettings, ServeConfig
+    from latxa.serving.registry import ApiSettings, ArenaSettings, ServeConfig
 
     clients = []
 
-    def make(**overrides):
+    def make(api=None, **overrides):
         if arena_db == "postgresql":
             if clients:
                 raise RuntimeError("one PostgreSQL arena per test")
@@ -71,7 +71,7 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_ke
                     rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000, rate_requests_per_minute_ip=100000,
                     leaderboard_cache_seconds=0)
         settings = ArenaSettings(**{**base, **overrides})
-        cfg = ServeConfig(models=serve_models, arena=settings)
+        cfg = ServeConfig(models=serve_models, arena=settings, api=ApiSettings(**(api or {})))
         client = TestClient(build_app(cfg, local_backends, rng=random.Random(7)))
         clients.append(client)
         return client, settings
