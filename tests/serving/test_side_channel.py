@@ -8,8 +8,12 @@ answer arrives later (or finishes later) is the busy model.
 The bound: 20 battles that each have exactly one busy side. If the arena hides which side stalls, each guess is
 right with probability 1/2 independently of the others (the sides are drawn at random), so the number of right
 guesses k is Binomial(20, 1/2), and the test requires 5 <= k <= 15 for every observable: a fair coin fails that
-with probability 2 * P(k >= 16) = 1.2 %. (The arena's pair sampler is seeded here, so the outcome is also
-reproducible.) The old behaviour identified the busy model in every battle: k = 20.
+with probability 2 * P(k >= 16) = 1.2 %. The arena's pair sampler is seeded and the battles' answers are greedy
+where the attacker reads them to the end, so a run gives the same k every time (no flakiness): with lockstep the
+first-answer guess is always side b, right whenever the sampler put the busy model there. Through /v1 the busy
+model alternates between the two, so a difference between the models themselves (one's greedy answer has fewer
+events and always ends first) is right exactly half the time and cannot pass for a timing leak. The old behaviour
+identified the busy model in every battle: k = 20 for both routes.
 """
 
 from __future__ import annotations
@@ -85,12 +89,16 @@ def test_a_model_kept_busy_through_v1_does_not_show(live_arena, long_models, api
     from latxa.serving.generation import LocalBackends
     from latxa.serving.registry import GenerationSettings
 
-    models = [m.model_copy(update={"generation": GenerationSettings(max_tokens=8)}) for m in long_models[:2]]
-    busy_name = models[0].name
+    # greedy answers: each battle's answers (and so how many events each side sends) are the same every run
+    models = [m.model_copy(update={"generation": GenerationSettings(max_tokens=8, temperature=0)})
+              for m in long_models[:2]]
     server = live_arena(models=models, backends=LocalBackends(models))
-    busy_body = {"model": busy_name, "stream": True, "max_tokens": 12000,
-                 "messages": [{"role": "user", "content": "Kontatu istorio luze bat."}]}
-    keyless = httpx.post(server.url + "/v1/chat/completions", json=busy_body, timeout=30)
+
+    def busy_body(name: str) -> dict:
+        return {"model": name, "stream": True, "max_tokens": 8000,
+                "messages": [{"role": "user", "content": "Kontatu istorio luze bat."}]}
+
+    keyless = httpx.post(server.url + "/v1/chat/completions", json=busy_body("tiny-a"), timeout=30)
     assert keyless.status_code == 401   # an attacker without the key cannot keep anything busy this way
     trials = []
     with httpx.Client(base_url=server.url, timeout=120) as arena, httpx.Client(base_url=server.url, timeout=120) as v1:
@@ -99,7 +107,11 @@ def test_a_model_kept_busy_through_v1_does_not_show(live_arena, long_models, api
                                                        "education": "master"}).json()["token"]
         h = {"Authorization": f"Bearer {token}"}
         for i in range(TRIALS):
-            busy, busy_lines = _open(v1, "/v1/chat/completions", busy_body, {"Authorization": f"Bearer {api_key}"})
+            # the busy model alternates, so what tells the two models apart anyway (their answers: how long,
+            # how many events) is right about "the busy one" exactly half the time; only busyness could do better
+            busy_name = models[i % 2].name
+            busy, busy_lines = _open(v1, "/v1/chat/completions", busy_body(busy_name),
+                                     {"Authorization": f"Bearer {api_key}"})
             for _ in range(3):
                 next(busy_lines)                       # the busy model is generating
             bid = arena.post("/api/battles", headers=h).json()["battle_id"]
