@@ -336,6 +336,9 @@ class ArenaState(rx.State):
                         replace[side] = errors[side]
                     elif kind == "end":
                         break
+                    elif kind == "error":   # no side: the turn could not be stored (the server says so)
+                        battle_error, started = str(ev.get("message", "")), False
+                        break
                     else:
                         log.warning("battle %s: unexpected stream event %r", battle_id, ev)
                     if time.monotonic() - last >= FLUSH_EVERY_S:
