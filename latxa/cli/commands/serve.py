@@ -16,8 +16,9 @@ def register(app: typer.Typer) -> None:
         help="Start Ray Serve on 127.0.0.1 with one deployment per arena model and a gateway that answers the "
         "OpenAI API (/v1/models, /v1/chat/completions, streamed or not) and the arena API (/api, see "
         "docs/arena-api.md). Without --config the models are three seeds of the offline tiny model plus exported "
-        "models under <state>/exports. Stops cleanly on Ctrl-C or SIGTERM."
-        + example("latxa serve --port 8000    # or: latxa serve --config my-arena.yaml"),
+        "models under <state>/exports. Completions need an API key: the server accepts the comma-separated keys "
+        "in $LATXA_API_KEYS (none set: /v1/chat/completions refuses every request). Stops cleanly on Ctrl-C or "
+        "SIGTERM." + example("LATXA_API_KEYS=sk-mine latxa serve --port 8000    # or: latxa serve --config my-arena.yaml"),
     )
     def serve(
         config: Optional[Path] = typer.Option(None, "--config", help="Serving YAML (models, generation settings, arena)."),
