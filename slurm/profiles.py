@@ -92,6 +92,17 @@ class ClusterProfile(_Strict):
     sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
     max_resubmits: int = Field(2, ge=0)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return safety.profile_name(v) if v else v
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        # rendered into the script's header comment: a newline there would start a shell line before #SBATCH
+        return safety.text_arg(v, "profile description")
+
     @field_validator("exclude")
     @classmethod
     def _nodes(cls, v: list[str]) -> list[str]:

@@ -45,6 +45,7 @@ class TrainJob:
     # Overrides of the resolved config (CLI flags); None keeps the config's value.
     num_workers: int | None = None
     deepspeed_stage: int | None = None
+    fsdp: str | None = None                # none | full_shard | hybrid_shard
     global_batch_size: int | None = None
     micro_batch_size: int | None = None
     max_steps: int | None = None
@@ -103,6 +104,16 @@ class TrainPlan:
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
     bench_steps_to_skip: int = 0          # benchmarks: steps excluded from the tokens/s figure (warm-up)
+    fsdp: str = "none"                    # none | full_shard | hybrid_shard (FSDP2 instead of DDP/DeepSpeed)
+    fsdp_shard_size: int = 1              # ranks one model copy is sharded over
+    prefetch_layers: int = 1
+    bucket_mb: int = 50
+    attention: str = "auto"
+    loss_chunk_tokens: int = 1024
+    tf32: bool = True
+    fused_adamw: bool = True
+    export_dtype: str = "bfloat16"
+    export_max_shard_size: str = "5GB"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +176,9 @@ def plan_training(job: TrainJob) -> TrainPlan:
     stage = job.deepspeed_stage if job.deepspeed_stage is not None else target.deepspeed_stage
     if stage not in (0, 1, 2, 3):
         raise TrainConfigError(f"DeepSpeed ZeRO stage must be 0 (plain DDP), 1, 2 or 3 (got {stage}).")
+    fsdp, shard_size = _sharding(job, target, world)
+    if fsdp != "none":
+        stage = 0
     if target.backend == "gpu":
         have = _gpu_count()
         if have == 0:
@@ -217,6 +231,10 @@ def plan_training(job: TrainJob) -> TrainPlan:
             f"Dataset {job.data_dir} holds token id {data.max_token_id} but the model {model_dir} has only {vocab} "
             f"embeddings; the data was tokenized with another tokenizer.")
 
+    if target.backend == "gpu" and (target.gpu_memory_gib or target.host_memory_gib):
+        _check_memory_plan(job, profile=resolved.profile, model_dir=model_dir, world=world, micro=micro, accum=accum,
+                           fsdp=fsdp)
+
     out_dir = Path(job.out_dir)
     previous = read_run_file(out_dir)
     has_ray = (out_dir / RAY_DIR).is_dir() and any((out_dir / RAY_DIR).iterdir())
@@ -247,8 +265,44 @@ def plan_training(job: TrainJob) -> TrainPlan:
         min_lr_ratio=study.optim.min_lr_ratio, betas=tuple(study.optim.betas), eps=study.optim.eps,
         weight_decay=study.optim.weight_decay, data_cache_key=data.cache_key, trainable_tokens=data.trainable_tokens,
         resolved_config={**flat, "profile": resolved.profile}, tracking_uri=job.tracking_uri,
-        git_commit=_git_commit(),
+        git_commit=_git_commit(), fsdp=fsdp, fsdp_shard_size=shard_size, prefetch_layers=target.prefetch_layers,
+        bucket_mb=target.bucket_mb, attention=train.attention, loss_chunk_tokens=train.loss_chunk_tokens,
+        tf32=train.tf32, fused_adamw=train.fused_adamw,
+        export_dtype=train.export_dtype, export_max_shard_size=train.export_max_shard_size,
     )
+
+
+def _check_memory_plan(job: TrainJob, *, profile: str, model_dir: Path, world: int, micro: int, accum: int,
+                       fsdp: str) -> None:
+    """Refuse, before any worker starts, a GPU run whose memory plan (``latxa train plan``) does not fit."""
+    from latxa.components.train.memory import plan_memory, setup_from_config
+
+    setup = setup_from_config(variant=job.variant, profile=profile, config_path=job.config_path,
+                              model=str(model_dir), overrides={"world": world, "micro_batch": micro,
+                                                               "grad_accum": accum, "fsdp": fsdp})
+    plan_memory(setup)
+
+
+def _sharding(job: TrainJob, target, world: int) -> tuple[str, int]:
+    """FSDP strategy and shard group size: --fsdp wins, --deepspeed-stage N>0 turns the profile's FSDP off."""
+    if job.fsdp is not None:
+        fsdp = job.fsdp
+    elif job.deepspeed_stage:
+        fsdp = "none"
+    else:
+        fsdp = target.fsdp
+    if fsdp not in ("none", "full_shard", "hybrid_shard"):
+        raise TrainConfigError(f"--fsdp must be none, full_shard or hybrid_shard (got {fsdp}).")
+    if fsdp != "none" and job.deepspeed_stage:
+        raise TrainConfigError("--fsdp and --deepspeed-stage exclude each other; pass one of them.")
+    if fsdp == "none":
+        return fsdp, 1
+    if fsdp == "full_shard":
+        return fsdp, world
+    size = min(target.fsdp_shard_size or target.gpus_per_node or world, world)
+    if world % size:
+        raise TrainConfigError(f"Hybrid sharding needs the worker count ({world}) to be a multiple of the shard group ({size}).")
+    return fsdp, size
 
 
 def _git_commit() -> str:

@@ -137,7 +137,8 @@ def train(job: TrainJob, progress: bool = True) -> TrainResult:
     ckpt_dir = Path(result.checkpoint.path)
     from latxa.components.train.export import export_checkpoint
 
-    model_out = export_checkpoint(ckpt_dir, out_dir / MODEL_DIR, base_model=plan.model_dir)
+    model_out = export_checkpoint(ckpt_dir, out_dir / MODEL_DIR, base_model=plan.model_dir, dtype=plan.export_dtype,
+                                  max_shard_size=plan.export_max_shard_size)
     metrics = dict(result.metrics or {})
     name = version = None
     if job.track and run_id:

@@ -9,18 +9,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 Choice = Literal["model_a", "model_b", "tie"]
-BASQUE_LEVELS = ["A1", "A2", "B1", "B2", "C1", "C2", "native"]
-EDUCATION_LEVELS = ["primary", "secondary", "vocational", "bachelor", "master", "phd", "other"]
-CONSENT = {
-    "version": "1",
-    "licence": "CC0-1.0",
-    "text": ("Zure galderak, bi ereduen erantzunak eta zure balorazioak CC0-1.0 lizentziapean argitaratuko dira, "
-             "zure identitatea ezkutatuta (erabiltzaile-izenaren hash bat). Ez idatzi datu pertsonalik."),
-}
-QUESTIONS = {"content": "Zein erantzunek du eduki hobea?", "language": "Zein erantzunek du euskara hobea?",
-             "overall": "Orokorrean, zein da hobea?"}
 APOLOGY = "Barkatu, arazo bat egon da erantzuna sortzean."
-USERNAME_RE = r"^[A-Za-z0-9_.-]{3,40}$"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -44,6 +33,8 @@ def _email(text: str) -> str:
     bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")), None)
     if bad is not None:
         raise ValueError(f"the e-mail address holds an invisible or control character (U+{ord(bad):04X})")
+    if text == "":   # the protocol decides whether an empty address means none
+        return text
     local, at, domain = text.partition("@")
     if not at or not local or not domain or "@" in domain or domain.startswith(".") or domain.endswith("."):
         raise ValueError("an e-mail address is name@domain")
@@ -61,11 +52,14 @@ class Strict(BaseModel):
 
 
 class RegisterIn(Strict):
-    username: str = Field(pattern=USERNAME_RE)
-    password: Encodable = Field(min_length=8, max_length=256)
-    consent: StrictBool   # JSON true only: "yes" or 1 is not consent
-    basque_level: Literal["A1", "A2", "B1", "B2", "C1", "C2", "native"]
-    education: Literal["primary", "secondary", "vocational", "bachelor", "master", "phd", "other"]
+    """Field forms and choices are the protocol's (``/api/config`` -> ``protocol.registration``); whatever the
+    protocol, every field is text that can be encoded and stored, and consent is JSON true, not "yes" or 1."""
+
+    username: Storable = Field(min_length=1, max_length=64)
+    password: Encodable = Field(min_length=1, max_length=256)
+    consent: StrictBool
+    basque_level: Storable = Field(max_length=32)
+    education: Storable = Field(max_length=32)
     email: Optional[Email] = None
 
 
@@ -103,7 +97,7 @@ class VoteOut(BaseModel):
     winner_language: Choice
     winner_overall: Optional[Choice]
     created_at: str
-    models: dict[str, str]
+    models: Optional[dict[str, str]] = None   # only where the protocol reveals the models
 
 
 class TurnOut(BaseModel):
