@@ -45,6 +45,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path
     )
 
 
+@pytest.fixture(scope="session")
+def playwright():
+    """One Playwright driver for the whole session: the sync API refuses a second one while another is open (a
+    session-scoped browser in one folder would break a module-scoped one in another)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
 @pytest.fixture
 def cli():
     return run_cli
