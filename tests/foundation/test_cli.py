@@ -73,3 +73,12 @@ def test_examples_name_only_files_that_exist():
 def test_eval_tasks_refuses_an_unknown_format(cli):
     res = cli("eval", "tasks", "--format", "yaml")
     assert res.returncode == 2 and "yaml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_serve_help_names_the_api_key_with_an_example(cli):
+    """Both serving verbs tell an operator that /v1 needs a key, where it is read from, and show it set."""
+    for args in (["serve"], ["arena", "serve"]):
+        res = cli(*args, "--help", env={"COLUMNS": "200"})
+        assert res.returncode == 0, args
+        text = " ".join(res.stdout.split())
+        assert "$LATXA_API_KEYS" in text and "LATXA_API_KEYS=sk-mine latxa " in text, (args, res.stdout)
