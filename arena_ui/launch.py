@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -84,6 +85,9 @@ class ArenaStack:
         self.log_dir = Path(log_dir or REPO / ".latxa" / "arena-logs")
         self.api_timeout, self.ui_timeout = api_timeout, ui_timeout
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        # The secret with which the UI backend forwards each participant's address to the API (its per-participant
+        # limits); both processes get the same one. An external API needs it set in both environments.
+        self.proxy_token = os.environ.get("LATXA_ARENA_PROXY_TOKEN") or secrets.token_urlsafe(24)
 
     @property
     def ui_url(self) -> str:
@@ -107,7 +111,8 @@ class ArenaStack:
         """``api_cmd`` is a template: ``{port}`` and ``{host}`` in its arguments are filled in here."""
         cmd = [a.replace("{port}", str(self.api_port)).replace("{host}", self.host)
                for a in (self.api_cmd or self.default_api_cmd())]
-        return self._spawn("arena-api", cmd, REPO, reflex_env(self.api_env))
+        return self._spawn("arena-api", cmd, REPO,
+                           reflex_env({"LATXA_ARENA_PROXY_TOKEN": self.proxy_token, **self.api_env}))
 
     def spawn_ui(self):
         check_tools()
@@ -115,7 +120,7 @@ class ArenaStack:
         cmd = [str(reflex), "run", "--env", "prod", "--single-port", "--frontend-port", str(self.ui_port),
                "--backend-port", str(self.ui_port), "--backend-host", self.host, "--loglevel", "warning"]
         env = reflex_env({"LATXA_ARENA_API_URL": self.api_url, "REFLEX_API_URL": self.ui_url,
-                          "REFLEX_DEPLOY_URL": self.ui_url})
+                          "REFLEX_DEPLOY_URL": self.ui_url, "LATXA_ARENA_PROXY_TOKEN": self.proxy_token})
         return self._spawn("arena-ui", cmd, UI_DIR, env)
 
     def start(self, attempts: int = 3) -> "ArenaStack":

@@ -58,6 +58,8 @@ OPERATOR_SECRETS: dict[tuple[str, str], set[str]] = {
     ("latxa-arena", "arena-redis"): {"password", "url"},
     ("latxa-arena", "arena-admin"): {"token", "export-salt"},
     ("latxa-arena", "arena-llm-keys"): {"openai-api-key", "anthropic-api-key"},
+    ("latxa-arena", "arena-proxy"): {"token"},
+    ("latxa-arena", "arena-api-keys"): {"keys"},
     ("latxa-arena", "arena-tls"): {"tls.crt", "tls.key"},
     ("latxa-mlflow", "mlflow-tls"): {"tls.crt", "tls.key"},
     ("kubeflow", "latxa-slurm-ssh"): {"id_ed25519", "known_hosts"},

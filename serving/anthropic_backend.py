@@ -11,9 +11,10 @@ temperature and top_p and dropped the penalties and stop strings, as this does. 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Iterator
 
-from latxa.serving.generation import BackendError, system_prompt
+from latxa.serving.generation import BackendError, clean_text, system_prompt
 from latxa.serving.registry import GenerationSettings, ModelSpec
 
 API_VERSION = "2023-06-01"
@@ -35,7 +36,8 @@ class AnthropicModel:
             body["system"] = system
         return body
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None) -> Iterator[dict]:
+    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None,
+               cancel: threading.Event | None = None) -> Iterator[dict]:
         import httpx
 
         del seed  # the Messages API takes no sampling seed
@@ -54,6 +56,8 @@ class AnthropicModel:
                         raise BackendError(f"model {self.spec.name}: Anthropic answered HTTP {resp.status_code}.")
                     event = None
                     for line in resp.iter_lines():
+                        if cancel is not None and cancel.is_set():
+                            return   # the client left: closing the connection stops the generation upstream
                         if line.startswith("event:"):
                             event = line[6:].strip()
                             continue
@@ -66,8 +70,9 @@ class AnthropicModel:
                         kind = data.get("type") or event
                         if kind == "content_block_delta":
                             delta = data.get("delta") or {}
-                            if delta.get("type") == "text_delta" and delta.get("text"):
-                                yield {"text": delta["text"], "tokens": 1, "finish_reason": None}
+                            text = clean_text(str(delta.get("text") or ""))
+                            if delta.get("type") == "text_delta" and text:
+                                yield {"text": text, "tokens": 1, "finish_reason": None}
                         elif kind == "message_delta":
                             reason = (data.get("delta") or {}).get("stop_reason")
                             if reason:

@@ -19,10 +19,24 @@ def build_app(cfg: ServeConfig, backends, rng: random.Random | None = None) -> F
                   openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
     # /v1 lists and names the models; a protocol that never reveals them keeps it off unless the config asks
     if cfg.openai_api or (cfg.openai_api is None and load_protocol(cfg.arena.protocol).reveal):
-        add_openai_routes(app, backends)
+        add_openai_routes(app, backends, cfg.api)
     _, session_factory = open_db(cfg.arena.database_url, migrate_schema=True)  # the server's start migrates
     create_arena_app(cfg.arena, session_factory, backends, rng=rng, app=app)
+    from latxa.serving.limits import LimitsMiddleware
+
+    app.add_middleware(LimitsMiddleware, limits=cfg.limits)   # also behind Ray Serve's proxy
     return app
+
+
+def server_config(app, cfg: ServeConfig, host: str, port: int):
+    """The uvicorn configuration `latxa arena serve` runs with (the tests' live servers use it too): the server
+    limits of ``cfg.limits`` (serving/limits.py)."""
+    import uvicorn
+
+    from latxa.serving.limits import uvicorn_options
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                          **uvicorn_options(cfg.limits))
 
 
 def serve_standalone(cfg: ServeConfig, host: str | None = None, port: int | None = None) -> None:
@@ -32,5 +46,4 @@ def serve_standalone(cfg: ServeConfig, host: str | None = None, port: int | None
     from latxa.serving.generation import LocalBackends
 
     app = build_app(cfg, LocalBackends(cfg.models))
-    uvicorn.run(app, host=host or cfg.host, port=cfg.port if port is None else port, log_level="warning",
-                timeout_graceful_shutdown=5)
+    uvicorn.Server(server_config(app, cfg, host or cfg.host, cfg.port if port is None else port)).run()

@@ -2,14 +2,20 @@
 
 Every backend streams :class:`Chunk` dicts ``{"text": str, "tokens": int, "finish_reason": str | None}``: one
 chunk per generated token for local models (text may be empty while a multi-byte character is incomplete),
-and a last chunk with ``finish_reason`` ``stop`` or ``length``.
+and a last chunk with ``finish_reason`` ``stop`` or ``length``. Text is always storable and encodable: U+0000 and
+lone surrogates, which a model can emit and PostgreSQL (or UTF-8) cannot take, never leave a backend.
+
+Cancellation: a consumer that stops reading (a client that went away) sets the ``cancel`` event handed to
+``stream``; a local model then stops within one token and releases its lock, and a request still waiting for the
+lock never starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from latxa.serving import prompts as _prompts
 from latxa.serving.registry import GenerationSettings, ModelSpec
@@ -35,6 +41,42 @@ class BackendError(RuntimeError):
     """A model backend failed (the arena answers with an apology for that side)."""
 
 
+class InputError(BackendError):
+    """The request cannot be generated from as given (too long for the context window, a conversation the chat
+    template refuses): the client's fault, a 400 on /v1, not a failing backend. ``code`` is OpenAI's error code."""
+
+    def __init__(self, message: str, code: str = "invalid_request"):
+        super().__init__(message, code)   # both in args, so the code survives pickling (Ray replicas)
+
+    @property
+    def code(self) -> str:
+        return self.args[1] if len(self.args) > 1 else "invalid_request"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# Temperatures below this decode greedily: the limit of sampling as the temperature goes to 0. Dividing logits by
+# smaller values overflows (1e-300 turned them into infinities and torch refused to sample).
+MIN_TEMPERATURE = 0.01
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Model output as it can be stored and sent: U+0000 dropped, lone surrogates replaced by U+FFFD."""
+    if not _UNSTORABLE.search(text):
+        return text
+    return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
+
+
+def _chat_ids(tokenizer, msgs: list[dict]):
+    try:
+        return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    except Exception as err:  # jinja's TemplateError (roles out of order), the tokenizer's TypeError (bad text)
+        raise InputError(f"The model's chat template refuses this conversation ({type(err).__name__}).") from None
+
+
 class HFChatModel:
     """A local Hugging Face folder served with transformers (CPU by default; CUDA when available)."""
 
@@ -50,20 +92,23 @@ class HFChatModel:
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self._lock = threading.Lock() if spec.serialize else None
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None) -> Iterator[dict]:
+    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None,
+               cancel: threading.Event | None = None) -> Iterator[dict]:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
 
         msgs = with_system_prompt(messages, settings)
-        ids = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
+        ids = _chat_ids(self.tokenizer, msgs)
         input_ids = ids["input_ids"].to(self.device)
         room = self.max_positions - input_ids.shape[1]
         if room <= 0:
-            raise BackendError("The conversation is longer than the model's context window.")
+            raise InputError("The conversation is longer than the model's context window.", "context_length_exceeded")
         max_new = min(settings.max_tokens, room)
         q: "Queue[Any]" = Queue()
         tokenizer = self.tokenizer
+        # set when the consumer goes away (the caller's cancel) or stops iterating (this generator closed)
+        stop = cancel or threading.Event()
 
         class _Streamer(BaseStreamer):
             def __init__(self):
@@ -80,47 +125,71 @@ class HFChatModel:
                 if text.endswith("\ufffd"):
                     q.put({"text": "", "tokens": 1, "finish_reason": None})
                     return
-                q.put({"text": text[len(self.sent):], "tokens": 1, "finish_reason": None})
+                q.put({"text": clean_text(text[len(self.sent):]), "tokens": 1, "finish_reason": None})
                 self.sent = text
 
             def end(self):
-                q.put(None)
+                pass  # work() ends the queue, after errors are recorded
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 - the interface generate() calls
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         streamer = _Streamer()
         errors: list[BaseException] = []
 
+        def generate():
+            if stop.is_set():  # the client left while this request waited for the model
+                return
+            kwargs = dict(max_new_tokens=max_new, streamer=streamer, do_sample=settings.temperature >= MIN_TEMPERATURE,
+                          pad_token_id=self.tokenizer.pad_token_id,
+                          stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+            if settings.temperature >= MIN_TEMPERATURE:
+                kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+            if settings.repetition_penalty != 1.0:
+                kwargs.update(repetition_penalty=settings.repetition_penalty)
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                self.model.generate(input_ids=input_ids, attention_mask=ids["attention_mask"].to(self.device), **kwargs)
+
         def work():
             try:
-                if seed is not None:
-                    torch.manual_seed(seed)
-                kwargs = dict(max_new_tokens=max_new, streamer=streamer, do_sample=settings.temperature > 0,
-                              pad_token_id=self.tokenizer.pad_token_id)
-                if settings.temperature > 0:
-                    kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-                if settings.repetition_penalty != 1.0:
-                    kwargs.update(repetition_penalty=settings.repetition_penalty)
-                with torch.inference_mode():
-                    if self._lock:
-                        with self._lock:
-                            self.model.generate(input_ids=input_ids, attention_mask=ids["attention_mask"].to(self.device), **kwargs)
-                    else:
-                        self.model.generate(input_ids=input_ids, attention_mask=ids["attention_mask"].to(self.device), **kwargs)
+                if self._lock:
+                    # wait for the model in short steps, so a request whose client left gives up its place
+                    while not self._lock.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    try:
+                        generate()
+                    finally:
+                        self._lock.release()
+                else:
+                    generate()
             except BaseException as err:  # surfaced to the consumer below
                 errors.append(err)
+            finally:
                 q.put(None)
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        n = 0
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            n += 1
-            yield item
+        n, finished = 0, False
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                n += 1
+                yield item
+            finished = True
+        finally:
+            if not finished:   # the consumer closed this generator early: stop generating
+                stop.set()
         thread.join()
         if errors:
-            raise BackendError(f"generation failed: {errors[0]}")
+            raise BackendError(f"generation failed ({type(errors[0]).__name__}).")
+        if cancel is not None and cancel.is_set():
+            return   # nobody reads the end any more
         yield {"text": "", "tokens": 0, "finish_reason": "length" if n >= max_new else "stop"}
 
 
@@ -159,7 +228,8 @@ class OpenAIEndpointModel:
             body["max_tokens"] = settings.max_tokens
         return body
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None) -> Iterator[dict]:
+    def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None,
+               cancel: threading.Event | None = None) -> Iterator[dict]:
         import json
 
         import httpx
@@ -175,21 +245,29 @@ class OpenAIEndpointModel:
                     if resp.status_code != 200:
                         raise BackendError(f"model {self.spec.name}: the endpoint answered HTTP {resp.status_code}.")
                     for line in resp.iter_lines():
+                        if cancel is not None and cancel.is_set():
+                            return   # leaving the block closes the connection, so the endpoint stops too
                         if not line.startswith("data:"):
                             continue
                         data = line[5:].strip()
                         if data == "[DONE]":
                             break
-                        obj = json.loads(data)
-                        choice = (obj.get("choices") or [{}])[0]
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        try:
+                            obj = json.loads(data)
+                            choice = (obj.get("choices") or [{}])[0]
+                            text = (choice.get("delta") or {}).get("content") or ""
+                        except (ValueError, AttributeError, IndexError, TypeError):
+                            raise BackendError(f"model {self.spec.name}: the endpoint sent a malformed event.") from None
+                        if not isinstance(text, str):
+                            raise BackendError(f"model {self.spec.name}: the endpoint sent a malformed event.")
                         if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                            finish = str(choice["finish_reason"])
+                        text = clean_text(text)
                         if text:
                             yield {"text": text, "tokens": 1, "finish_reason": None}
         except httpx.HTTPError as err:
             raise BackendError(f"model {self.spec.name}: the endpoint is unreachable ({type(err).__name__}).") from None
-        yield {"text": "", "tokens": 0, "finish_reason": finish}
+        yield {"text": "", "tokens": 0, "finish_reason": finish if finish in ("stop", "length") else "stop"}
 
 
 def load_model(spec: ModelSpec):
@@ -208,29 +286,51 @@ class _End:
     pass
 
 
-async def aiter_thread(gen_factory) -> AsyncIterator[Any]:
-    """Run a blocking generator in a thread and iterate it asynchronously."""
+async def aiter_thread(gen_factory: Callable[[threading.Event], Iterator[Any]]) -> AsyncIterator[Any]:
+    """Run a blocking generator in a thread and iterate it asynchronously.
+
+    ``gen_factory(cancel)`` makes the generator; ``cancel`` is set when this async iterator is left before the end
+    (the consumer was cancelled or closed it: a client that went away), so the generator can stop its work.
+    """
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
     end = _End()
+    cancel = threading.Event()
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(q.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            cancel.set()
 
     def run():
         try:
-            for item in gen_factory():
-                loop.call_soon_threadsafe(q.put_nowait, item)
+            gen = gen_factory(cancel)
+            try:
+                for item in gen:
+                    if cancel.is_set():
+                        break
+                    put(item)
+            finally:
+                close = getattr(gen, "close", None)
+                if close:
+                    close()
         except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
-            loop.call_soon_threadsafe(q.put_nowait, err)
-        loop.call_soon_threadsafe(q.put_nowait, end)
+            put(err)
+        put(end)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    while True:
-        item = await q.get()
-        if item is end:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = await q.get()
+            if item is end:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()
 
 
 class LocalBackends:
@@ -254,8 +354,13 @@ class LocalBackends:
             return self._models[name]
 
     async def astream(self, name: str, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[dict]:
-        model = await asyncio.to_thread(self.model, name)
-        async for chunk in aiter_thread(lambda: model.stream(messages, settings)):
+        try:
+            model = await asyncio.to_thread(self.model, name)
+        except BackendError:
+            raise
+        except Exception as err:  # a folder that does not load: the backend's failure, in one sentence
+            raise BackendError(f"model {name} could not be loaded ({type(err).__name__}).") from None
+        async for chunk in aiter_thread(lambda cancel: model.stream(messages, settings, cancel=cancel)):
             yield chunk
 
 

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 from ray import serve
 
-from latxa.serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
+from latxa.serving.generation import BackendError, GenerationSettings, InputError, aiter_thread, load_model
 from latxa.serving.registry import ModelSpec, ServeConfig, ServeConfigError
 
 
@@ -24,7 +24,9 @@ class ChatModel:
 
     async def stream(self, messages: list[dict], settings_json: str):
         settings = GenerationSettings.model_validate_json(settings_json)
-        async for chunk in aiter_thread(lambda: self.model.stream(messages, settings)):
+        # When the gateway stops reading (its client left), Serve cancels this generator: aiter_thread then sets
+        # the cancel event and the model stops generating and releases its lock.
+        async for chunk in aiter_thread(lambda cancel: self.model.stream(messages, settings, cancel=cancel)):
             yield chunk
 
 
@@ -46,13 +48,24 @@ class RayBackends:
 
     async def astream(self, name: str, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[dict]:
         gen = self.handles[name].options(stream=True).stream.remote(messages, settings.model_dump_json())
+        finished = False
         try:
             async for chunk in gen:
                 yield chunk
-        except BackendError:
-            raise
-        except Exception as err:  # a replica error arrives wrapped by Ray
-            raise BackendError(f"model {name} failed ({type(err).__name__}).") from None
+            finished = True
+        except Exception as err:
+            # Ray wraps a replica's exception (its str() carries the replica's traceback); hand on only the
+            # original's class and sentence.
+            cause = getattr(err, "cause", err)
+            if isinstance(cause, InputError) or isinstance(err, InputError):
+                code = getattr(cause, "code", "invalid_request")
+                raise InputError(str(cause.args[0]) if cause.args else "The request was refused.", code) from None
+            if isinstance(cause, BackendError) or isinstance(err, BackendError):
+                raise BackendError(str(cause.args[0]) if cause.args else f"model {name} failed.") from None
+            raise BackendError(f"model {name} failed ({type(cause).__name__}).") from None
+        finally:
+            if not finished:   # the consumer left (or the stream failed): stop the replica's generation
+                gen.cancel()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1, max_ongoing_requests=256)
@@ -110,8 +123,13 @@ def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -
 
     # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys are
     # never put in a runtime_env, where Ray would record them.
+    # The Serve proxy is uvicorn with its defaults, which believe X-Forwarded-For from loopback peers: every
+    # client on the host could pick its own address (and rate-limit bucket). Only the configured proxies are
+    # believed; the proxy actor inherits this environment through the local cluster.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(cfg.limits.trusted_proxies)
     start_ray(num_cpus=num_cpus or min(2, os.cpu_count() or 1), log_to_driver=False, quiet=True)
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port,
+                              "keep_alive_timeout_s": max(1, int(cfg.limits.header_timeout_s))})
     if llm_app is not None:
         serve.run(llm_app, name="llm", route_prefix="/llm", blocking=False)
     serve.run(build_application(cfg), name="latxa", route_prefix="/", blocking=False)

@@ -202,7 +202,39 @@ class ArenaSettings(BaseModel):
     # how often the careless-voter test reruns after votes arrive (seconds; it also runs at start)
     outlier_check_seconds: float = Field(30.0, gt=0)
     export_salt: Optional[str] = None
+    # Failed log-ins per username per minute (on top of the per-address limit): guessing one participant's
+    # password from many addresses stays slow, and nobody's address bucket is spent on someone else's account.
+    rate_login_failures_per_username: int = Field(10, ge=1)
+    # The UI backend forwards each participant's address in X-Latxa-Client-Address together with this shared
+    # secret (X-Latxa-Proxy-Token), read from the environment variable named here; the header is believed only
+    # with the secret, so a client cannot pick its own rate-limit bucket.
+    proxy_token_env: str = "LATXA_ARENA_PROXY_TOKEN"
     export_timezone: str = "UTC"     # timestamps in the export: naive local time of this zone (the study: the server's)
+
+
+class ApiSettings(BaseModel):
+    """The OpenAI-compatible routes (/v1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Comma-separated API keys, read from this environment variable when the server starts (never from the
+    # YAML). Without a key /v1/chat/completions refuses every request: the API is closed by default.
+    api_keys_env: str = "LATXA_API_KEYS"
+    rate_requests_per_minute: int = Field(120, ge=1)      # per key
+    max_concurrent_per_key: int = Field(4, ge=1)          # generations in flight per key
+    max_prompt_chars: int = Field(100_000, ge=1)          # all message text of one request together
+    max_tokens: int = Field(8192, ge=1, le=32768)         # the most a request may ask for (more: 400)
+
+
+class ServerLimits(BaseModel):
+    """Limits of the HTTP server itself (uvicorn in `latxa arena serve`, the gateway app under Ray Serve)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)        # request line and all headers together
+    header_timeout_s: float = Field(10.0, gt=0)           # to send the request line and headers (and to idle)
+    body_timeout_s: float = Field(15.0, gt=0)             # to send the whole body once the headers are in
+    # Peers whose X-Forwarded-For the HTTP server believes (an ingress in front of it); none by default.
+    trusted_proxies: list[str] = []
 
 
 class GPUNode(BaseModel):
@@ -244,6 +276,8 @@ class ServeConfig(BaseModel):
     defaults: ServeDefaults = ServeDefaults()
     models: list[ModelSpec] = []
     arena: ArenaSettings = ArenaSettings()
+    api: ApiSettings = ApiSettings()
+    limits: ServerLimits = ServerLimits()
     # the OpenAI-compatible /v1 routes on the same port; None: on unless the protocol hides model names
     openai_api: Optional[bool] = None
     # where the gateway reaches the vLLM models (Ray Serve LLM's OpenAI app); None: this Serve instance's /llm/v1

@@ -46,11 +46,23 @@ def _error_from(resp: httpx.Response, body: bytes | None = None) -> ApiError:
                     err.get("details") or {})
 
 
-class ArenaClient:
-    """One short-lived client per UI event; ``token`` is the participant's bearer token (may be empty)."""
+def forwarding_headers(client_address: str | None) -> dict:
+    """The participant's address for the API's per-participant limits, with the secret the API shares with this
+    backend (``LATXA_ARENA_PROXY_TOKEN``); without the secret nothing is forwarded (the API would ignore it)."""
+    secret = os.environ.get("LATXA_ARENA_PROXY_TOKEN", "").strip()
+    if not (secret and client_address):
+        return {}
+    return {"X-Latxa-Client-Address": client_address, "X-Latxa-Proxy-Token": secret}
 
-    def __init__(self, token: str = "", base_url: str | None = None, timeout: float = 30.0):
+
+class ArenaClient:
+    """One short-lived client per UI event; ``token`` is the participant's bearer token (may be empty) and
+    ``client_address`` the participant's address as this backend sees it (forwarded to the API)."""
+
+    def __init__(self, token: str = "", base_url: str | None = None, timeout: float = 30.0,
+                 client_address: str | None = None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(forwarding_headers(client_address))
         self._client = httpx.AsyncClient(base_url=(base_url or api_url()) + "/api", headers=headers,
                                          timeout=httpx.Timeout(timeout, connect=5.0))
 

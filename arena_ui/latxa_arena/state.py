@@ -120,6 +120,13 @@ class ArenaState(rx.State):
     model_b_name: str = ""
     last_answer_at: float = 0.0
 
+    # ----- the API, with the participant's address forwarded for its per-participant limits
+    def _address(self) -> str:
+        return self.router.session.client_ip or ""
+
+    def _api(self, token: str = "") -> ArenaClient:
+        return ArenaClient(token, client_address=self._address())
+
     # ----- computed
     @rx.var
     def logged_in(self) -> bool:
@@ -160,7 +167,7 @@ class ArenaState(rx.State):
     async def _load_config(self) -> None:
         if self.basque_levels:
             return
-        async with ArenaClient() as api:
+        async with self._api() as api:
             cfg = await api.config()
         self.basque_levels = list(cfg.get("basque_levels", []))
         self.education_levels = list(cfg.get("education_levels", []))
@@ -267,7 +274,7 @@ class ArenaState(rx.State):
         self.auth_busy = True
         yield
         try:
-            async with ArenaClient() as api:
+            async with self._api() as api:
                 if self.register_mode:
                     fields = {"username": self.form_username.strip(), "password": self.form_password,
                               "consent": True, "basque_level": self.form_level or (self.basque_levels or [""])[-1],
@@ -292,7 +299,7 @@ class ArenaState(rx.State):
     async def logout(self):
         if self.token:
             try:
-                async with ArenaClient(self.token) as api:
+                async with self._api(self.token) as api:
                     await api.logout()
             except ApiError as err:  # the session ends here either way
                 log.warning("logout: %s", err)
@@ -344,6 +351,7 @@ class ArenaState(rx.State):
             self.status_a = self.status_b = "streaming"
             self.error_a = self.error_b = ""
             token, battle_id = self.token, self.battle_id
+            address = self._address()
         pending = {"a": "", "b": ""}
         replace: dict[str, str | None] = {"a": None, "b": None}
         status = {"a": "streaming", "b": "streaming"}
@@ -365,7 +373,7 @@ class ArenaState(rx.State):
             pending["a"] = pending["b"] = ""
 
         try:
-            async with ArenaClient(token) as api:
+            async with ArenaClient(token, client_address=address) as api:
                 if not battle_id:
                     battle = await api.new_battle()
                     battle_id = battle["battle_id"]
@@ -388,6 +396,9 @@ class ArenaState(rx.State):
                         pending[side] = ""
                         replace[side] = errors[side]
                     elif kind == "end":
+                        break
+                    elif kind == "error":   # no side: the turn could not be stored (the server says so)
+                        battle_error, started = str(ev.get("message", "")), False
                         break
                     else:
                         log.warning("battle %s: unexpected stream event %r", battle_id, ev)
@@ -447,7 +458,7 @@ class ArenaState(rx.State):
         yield
         overall = self.v_overall if self.need_overall else None
         try:
-            async with ArenaClient(self.token) as api:
+            async with self._api(self.token) as api:
                 out = await api.vote(self.battle_id, self.v_content, self.v_language, overall)
         except ApiError as err:
             self.vote_busy = False
@@ -480,7 +491,7 @@ class LeaderboardState(ArenaState):
     async def load_leaderboard(self):
         self.lb_error = ""
         try:
-            async with ArenaClient() as api:
+            async with self._api() as api:
                 data = await api.leaderboard()
         except ApiError as err:
             self.lb_error = message_for(err)
@@ -523,7 +534,7 @@ class MineState(ArenaState):
             return rx.redirect("/login")
         self.mine_error = ""
         try:
-            async with ArenaClient(self.token) as api:
+            async with self._api(self.token) as api:
                 data = await api.contributions()
         except ApiError as err:
             self.mine_error = message_for(err)

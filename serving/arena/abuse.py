@@ -19,15 +19,36 @@ CHECKPOINTS = (5, 10, 20, 50, 100)
 class RateLimiter:
     """At most ``limit`` events per ``window`` seconds per key (in memory, per server process)."""
 
-    def __init__(self, window: float = 60.0):
+    def __init__(self, window: float = 60.0, max_keys: int = 100_000):
         self.window = window
+        self.max_keys = max_keys
         self._events: dict[str, deque] = defaultdict(deque)
         self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        """Drop keys whose events have all expired (keys are per address and per username: without this, a
+        stream of made-up usernames would grow the table without bound)."""
+        old = now - self.window
+        for key in [k for k, q in self._events.items() if not q or q[-1] <= old]:
+            del self._events[key]
+
+    def wait(self, key: str, limit: int, now: float | None = None) -> float:
+        """The seconds until ``key`` may have another event (0 when it may now); records nothing."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._events.get(key)
+            if not q:
+                return 0.0
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            return max(0.001, q[0] + self.window - now) if len(q) >= limit else 0.0
 
     def hit(self, key: str, limit: int, now: float | None = None) -> float:
         """Record an event; return 0 when allowed, else the seconds to wait (the event is not recorded)."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            if len(self._events) >= self.max_keys and key not in self._events:
+                self._prune(now)
             q = self._events[key]
             while q and q[0] <= now - self.window:
                 q.popleft()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import random
 import secrets
 import threading
@@ -127,6 +128,11 @@ class Arena:
         self.rng = rng or random.Random()
         self.sampler = PairSampler(backends.names(), self.rng)
         self.busy: set[str] = set()
+        # the UI backend's shared secret for forwarded participant addresses (deps.client_ip); none: never believed
+        token = os.environ.get(settings.proxy_token_env, "").strip()
+        self.proxy_token: bytes | None = token.encode() if token else None
+        # log-ins of unknown usernames verify against this, so they take as long as wrong passwords
+        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         self.engine = session_factory.kw["bind"]   # for the hot paths that use Core SQL instead of sessions
         self.writer = VoteWriter(self.engine, on_write=self._flag_on_write)
         self._tokens: dict[str, tuple[Participant, dt.datetime, float]] = {}  # token hash -> (who, expiry, cached at)
@@ -143,8 +149,10 @@ class Arena:
             threading.Thread(target=self._outlier_loop, name="outlier-test", daemon=True).start()
 
     # -- helpers
-    def limit(self, key: str, limit: int) -> None:
-        wait = self.limiter.hit(key, limit)
+    def limit(self, key: str, limit: int, record: bool = True) -> None:
+        """429 when ``key`` had ``limit`` events in the window; else count this one (unless ``record`` is False:
+        a check only, for limits that count failures)."""
+        wait = self.limiter.hit(key, limit) if record else self.limiter.wait(key, limit)
         if wait:
             secs = max(1, int(wait + 0.999))
             raise ApiError(429, "rate_limited", "Too many requests; please wait a moment and try again.",

@@ -4,6 +4,7 @@ authentication."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import time
 from typing import Optional
@@ -18,8 +19,25 @@ def get_arena(request: Request) -> Arena:
     return request.app.state.arena
 
 
+FORWARDED_ADDRESS = "x-latxa-client-address"
+PROXY_TOKEN = "x-latxa-proxy-token"
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The participant's address, the key of the per-address limits. Behind the UI backend every request comes from
+    that one process, so it forwards each participant's address in X-Latxa-Client-Address with the shared secret
+    in X-Latxa-Proxy-Token; the header is believed only with the secret (a client cannot choose its own bucket)."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = request.headers.get(FORWARDED_ADDRESS)
+    if forwarded:
+        expected: bytes | None = request.app.state.arena.proxy_token
+        given = request.headers.get(PROXY_TOKEN, "").encode("utf-8", "surrogateescape")
+        if expected and secrets.compare_digest(given, expected):
+            try:
+                return str(ipaddress.ip_address(forwarded.strip()))
+            except ValueError:
+                return peer
+    return peer
 
 
 # The dependencies below are async so that a request does not pay a worker-thread hop just to check a rate limit

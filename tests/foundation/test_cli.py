@@ -85,3 +85,12 @@ def test_readme_shows_every_verb():
     missing = [name for name, cmd in _all_commands() if not hasattr(cmd, "commands")
                and not re.search(rf"latxa {re.escape(name)}(?=[\s`])", readme)]
     assert not missing, f"README.md has no example of: {', '.join('latxa ' + m for m in missing)}"
+
+
+def test_serve_help_names_the_api_key_with_an_example(cli):
+    """Both serving verbs tell an operator that /v1 needs a key, where it is read from, and show it set."""
+    for args in (["serve"], ["arena", "serve"]):
+        res = cli(*args, "--help", env={"COLUMNS": "200"})
+        assert res.returncode == 0, args
+        text = " ".join(res.stdout.split())
+        assert "$LATXA_API_KEYS" in text and "LATXA_API_KEYS=sk-mine latxa " in text, (args, res.stdout)

@@ -38,18 +38,28 @@ def arena_db(request):
     return getattr(request, "param", "sqlite")
 
 
+# The /v1 key every test server accepts (read from the environment variable the serving config names).
+TEST_API_KEY = "sk-latxa-test-0123456789"
+
+
 @pytest.fixture
-def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
+def api_key(monkeypatch) -> str:
+    monkeypatch.setenv("LATXA_API_KEYS", TEST_API_KEY)
+    return TEST_API_KEY
+
+
+@pytest.fixture
+def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_key):
     """make_arena(**arena_settings) -> (TestClient, ArenaSettings) on a fresh database (SQLite, or PostgreSQL when
     the test parametrizes `arena_db`)."""
     from fastapi.testclient import TestClient
 
     from latxa.serving.app import build_app
-    from latxa.serving.registry import ArenaSettings, ServeConfig
+    from latxa.serving.registry import ApiSettings, ArenaSettings, ServeConfig
 
     clients = []
 
-    def make(**overrides):
+    def make(api=None, **overrides):
         if arena_db == "postgresql":
             if clients:
                 raise RuntimeError("one PostgreSQL arena per test")
@@ -71,7 +81,7 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
             models = [m.model_copy(update={"generation": GenerationSettings(**gen)}) for m in serve_models]
             backends = LocalBackends(models)
             backends._models = local_backends._models   # the same loaded tiny models
-        cfg = ServeConfig(models=models, arena=settings)
+        cfg = ServeConfig(models=models, arena=settings, api=ApiSettings(**(api or {})))
         client = TestClient(build_app(cfg, backends, rng=random.Random(7)))
         clients.append(client)
         return client, settings
@@ -79,6 +89,127 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
     yield make
     for c in clients:
         c.close()
+
+
+TEST_ARENA = dict(min_reading_seconds=0.0, admin_token="admin-secret", rate_votes_per_minute=1000,
+                  rate_battles_per_minute=1000, rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000,
+                  rate_requests_per_minute_ip=100000, leaderboard_cache_seconds=0)
+
+
+class LiveServer:
+    """The serving app on a real uvicorn server (the configuration `latxa arena serve` runs with) in a thread,
+    on 127.0.0.1 and a free port: for what an in-process TestClient cannot show (streaming as it happens,
+    disconnects, HTTP-level limits)."""
+
+    def __init__(self, cfg, backends, rng=None):
+        import threading
+        import time
+
+        import uvicorn
+
+        from latxa.net import free_port
+        from latxa.serving.app import build_app, server_config
+
+        self.cfg, self.backends = cfg, backends
+        self.app = build_app(cfg, backends, rng=rng)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(server_config(self.app, cfg, "127.0.0.1", self.port))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 60
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the live test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def live_arena(request, arena_db, tmp_path, serve_models, local_backends, api_key):
+    """live_arena(models=None, backends=None, api=None, limits=None, **arena_settings) -> LiveServer on a fresh
+    database (SQLite, or PostgreSQL when the test parametrizes `arena_db`)."""
+    from latxa.serving.registry import ApiSettings, ArenaSettings, ServeConfig, ServerLimits
+
+    servers = []
+
+    def make(models=None, backends=None, api=None, limits=None, rng=None, **overrides):
+        if arena_db == "postgresql":
+            if servers:
+                raise RuntimeError("one PostgreSQL arena per test")
+            url = request.getfixturevalue("postgres_url")
+        else:
+            url = f"sqlite:///{tmp_path}/live-{len(servers)}.db"
+        settings = ArenaSettings(**{"database_url": url, **TEST_ARENA, **overrides})
+        cfg = ServeConfig(models=models or serve_models, arena=settings, api=ApiSettings(**(api or {})),
+                          limits=ServerLimits(**(limits or {})))
+        server = LiveServer(cfg, backends or local_backends, rng=rng or random.Random(7))
+        servers.append(server)
+        return server
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def tiny_variant(tiny_model, dest: Path, *, max_positions: int | None = None, emit_token: int | None = None) -> Path:
+    """A copy of the tiny model, changed the way a test needs: a longer context and no end-of-turn token (so an
+    answer runs until max_tokens), or a generation config that makes it emit one token over and over; both through
+    sequence_bias, a standard transformers generation setting (e.g. the byte-level token of U+0000)."""
+    import json
+
+    if (dest / "config.json").is_file():
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(tiny_model, tmp)
+    gen = json.loads((tmp / "generation_config.json").read_text())
+    if max_positions:
+        cfg = json.loads((tmp / "config.json").read_text())
+        cfg["max_position_embeddings"] = max_positions
+        (tmp / "config.json").write_text(json.dumps(cfg))
+        eos = gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
+        gen["sequence_bias"] = [[[t], -100.0] for t in eos]
+    if emit_token is not None:
+        gen["sequence_bias"] = [[[emit_token], 100.0]]
+    (tmp / "generation_config.json").write_text(json.dumps(gen))
+    tmp.rename(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def long_models(serve_models, tmp_path_factory):
+    """The three tiny seeds with a 16k context and arena answers of up to 12,000 tokens (minutes each here): a
+    model kept generating stays busy until its client goes away."""
+    from latxa.serving.registry import GenerationSettings, ModelSpec
+
+    root = tmp_path_factory.mktemp("long-models")
+    return [ModelSpec(name=m.name, path=str(tiny_variant(Path(m.path), root / m.name, max_positions=16384)),
+                      generation=GenerationSettings(max_tokens=12000)) for m in serve_models]
+
+
+@pytest.fixture(scope="session")
+def long_backends(long_models):
+    from latxa.serving.generation import LocalBackends
+
+    return LocalBackends(long_models)
+
+
+NUL_TOKEN = 194   # the tiny tokenizer's byte-level token for U+0000 (checked in the test that uses it)
+
+
+@pytest.fixture(scope="session")
+def nul_models(serve_models, tmp_path_factory):
+    """tiny-a as served, and a model that answers U+0000 over and over (as one of ten ordinary Basque prompts
+    made a real model do): a real tiny Llama whose generation config biases it to that byte token."""
+    from latxa.serving.registry import GenerationSettings, ModelSpec
+
+    root = tmp_path_factory.mktemp("nul-model")
+    nul = tiny_variant(Path(serve_models[1].path), root / "tiny-nul", emit_token=NUL_TOKEN)
+    return [serve_models[0], ModelSpec(name="tiny-nul", path=str(nul), generation=GenerationSettings(max_tokens=6))]
 
 
 def register(client, username: str, password: str = "pasahitza-8", **extra) -> dict:

@@ -163,25 +163,3 @@ def test_registration_auth_and_admin(make_arena, reg, tmp_path):
     disabled, _ = make_arena(admin_token=None)
     r = disabled.get("/api/admin/stats", headers={"X-Admin-Token": "admin-secret"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
-
-
-def test_control_battles_flag_careless_voters(make_arena, reg):
-    from latxa.serving.registry import ControlBattle
-
-    ctrl = ControlBattle(prompt="Zenbat da bi gehi bi?", good="Bi gehi bi lau da.", bad="Txakur berdea hegan.")
-    client, _ = make_arena(control_rate=1.0, control_battles=[ctrl], control_fail_flag=2)
-    careful, careless = reg(client, "zaindua"), reg(client, "arduragabea")
-    for h, pick_good in ((careful, True), (careless, False)):
-        for _ in range(2):
-            b = client.post("/api/battles", headers=h).json()
-            assert len(b["turns"]) == 1 and b["turns"][0]["user"] == ctrl.prompt
-            good_side = "model_a" if b["turns"][0]["a"] == ctrl.good else "model_b"
-            bad_side = "model_b" if good_side == "model_a" else "model_a"
-            side = good_side if pick_good else bad_side
-            r = client.post(f"/api/battles/{b['battle_id']}/vote", headers=h, json={"content": side, "language": side})
-            assert r.status_code == 200
-    flagged = client.get("/api/admin/flagged", headers={"X-Admin-Token": "admin-secret"}).json()
-    assert [f["username"] for f in flagged] == ["arduragabea"]
-    assert flagged[0]["reasons"] == ["control_failures"] and flagged[0]["control_failures"] == 2
-    # control votes never reach the ratings
-    assert client.get("/api/leaderboard").json()["votes"] == 0

@@ -30,8 +30,21 @@ def test_failing_control_battles_drops_votes_from_the_leaderboard_without_any_ad
     assert client.get("/api/leaderboard").json()["votes"] == 3
     arena = client.app.state.arena
     arena.settings.control_rate = 1.0   # now every battle is a control battle; fail two of them
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(settings.database_url)
+
+    def the_unrelated_side(b):
+        # a control battle looks like any other (issue 17): which side answers the unrelated question is only
+        # in the database
+        with engine.connect() as conn:
+            good = conn.execute(text("select control_good from battles where id = :b"),
+                                {"b": b["battle_id"]}).scalar_one()
+        return "model_b" if good == "model_a" else "model_a"
+
     for _ in range(2):
-        _vote(client, careless, lambda b: "model_b" if b["turns"][0]["a"] == ctrl.good else "model_a")
+        _vote(client, careless, the_unrelated_side)
+    engine.dispose()
     board = client.get("/api/leaderboard").json()   # no admin endpoint was called
     assert board["votes"] == 0
     from latxa.serving.arena.db import Participant, open_db

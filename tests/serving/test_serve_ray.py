@@ -25,12 +25,13 @@ def test_latxa_serve_openai_stream_and_scripted_participant(tmp_path, serve_mode
            "models": [{"name": m.name, "kind": "hf", "path": m.path, "generation": {"max_tokens": 8}}
                       for m in serve_models[:2]],
            "arena": {"database_url": f"sqlite:///{tmp_path}/arena.db", "min_reading_seconds": 0.5,
-                     "admin_token": "adm"}}
+                     "admin_token": "adm", "rate_auth_per_minute_ip": 4}}
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(cfg))
     log = open(tmp_path / "serve.log", "wb")
     exe = Path(sys.executable).with_name("latxa")
     proc = subprocess.Popen([str(exe), "serve", "--config", str(tmp_path / "serve.yaml")], stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "RAY_DEDUP_LOGS": "0"},
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "RAY_DEDUP_LOGS": "0", "LATXA_API_KEYS": "sk-ray-test"},
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -39,10 +40,14 @@ def test_latxa_serve_openai_stream_and_scripted_participant(tmp_path, serve_mode
         except (RuntimeError, TimeoutError) as err:
             log.flush()
             pytest.fail(f"{err}\n{(tmp_path / 'serve.log').read_text(errors='replace')[-3000:]}")
+        import openai
         from openai import OpenAI
 
-        client = OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+        client = OpenAI(base_url=f"{base}/v1", api_key="sk-ray-test", max_retries=0, timeout=120)
         assert [m.id for m in client.models.list().data] == ["tiny-a", "tiny-b"]
+        stranger = OpenAI(base_url=f"{base}/v1", api_key="sk-guess", max_retries=0, timeout=120)
+        with pytest.raises(openai.AuthenticationError):
+            stranger.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "Kaixo"}])
         stream = client.chat.completions.create(model="tiny-b", stream=True, max_tokens=5,
                                                 messages=[{"role": "user", "content": "Kaixo, zer moduz?"}])
         chunks = list(stream)
@@ -72,6 +77,11 @@ def test_latxa_serve_openai_stream_and_scripted_participant(tmp_path, serve_mode
         assert vote["winner"] == "model_a" and set(vote["models"].values()) == {"tiny-a", "tiny-b"}
         board = httpx.get(f"{base}/api/leaderboard").json()
         assert board["votes"] == 1
+        # Ray's proxy does not believe X-Forwarded-For from loopback: rotating it buys no fresh log-in bucket
+        # (the registration above spent one of this peer's four)
+        codes = [httpx.post(f"{base}/api/sessions", json={"username": "gidoia", "password": "okerra-123"},
+                            headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(4)]
+        assert codes == [401, 401, 401, 429]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -162,7 +162,11 @@ def register(app: typer.Typer) -> None:
     @group.command(
         "serve",
         help="Serve the arena API and the OpenAI routes in this process (uvicorn, in-process models, no Ray): "
-        "for development and the UI's tests. `latxa serve` is the production path." + example("latxa arena serve --port 8010"),
+        "for development and the UI's tests. `latxa serve` is the production path. /v1/chat/completions needs an "
+        "API key: the server accepts the comma-separated keys in $LATXA_API_KEYS (none set: every completion is "
+        "refused; the arena's own battles never go through /v1). A UI backend that forwards participants' "
+        "addresses shares the secret in $LATXA_ARENA_PROXY_TOKEN with this server (see docs/serving.md)."
+        + example("LATXA_API_KEYS=sk-mine latxa arena serve --port 8010"),
     )
     def serve(
         config: Optional[Path] = typer.Option(None, "--config", help="Serving YAML."),

@@ -17,10 +17,13 @@ def register(app: typer.Typer) -> None:
         "OpenAI API (/v1/models, /v1/chat/completions, streamed or not) and the arena API (/api, see "
         "docs/arena-api.md). Without --config the models are three seeds of the offline tiny model plus exported "
         "models under <state>/exports. Stops cleanly on Ctrl-C or SIGTERM."
+        " Completions need an API key: the server accepts the comma-separated keys in $LATXA_API_KEYS (none set: "
+        "/v1/chat/completions refuses every request)."
         " --protocol picks the arena protocol (latxa, ours, the default; ebaluatoia-2025, the study's). --dry-run "
         "checks the configuration offline and prints the models, the GPU placement plan against the stated budget "
         "and the Ray Serve LLM configs of the vLLM models, without starting anything."
-        + example("latxa serve --config ebaluatoia-2025 --dry-run    # the study's 21 models; or: latxa serve --port 8000"),
+        + example("latxa serve --config ebaluatoia-2025 --dry-run    # the study's 21 models; or: "
+                  "LATXA_API_KEYS=sk-mine latxa serve --port 8000"),
     )
     def serve(
         config: Optional[Path] = typer.Option(None, "--config", help="Serving YAML (models, generation settings, arena)."),

@@ -28,35 +28,45 @@ def register(body: RegisterIn, ip: str = Depends(ip_limit), arena: Arena = Depen
     if bad:
         raise ApiError(422, "validation_error", f"Invalid request: {bad[0]}: {bad[1]}")
     pid = "p_" + secrets.token_hex(8)
+    taken = ApiError(409, "username_taken", "That username is already taken.")
     with arena.sf() as s:
         if s.execute(select(Participant.id).where(Participant.username == body.username)).first():
-            raise ApiError(409, "username_taken", "That username is already taken.")
+            raise taken
         now = utcnow()
         s.add(Participant(id=pid, username=body.username, password_hash=arena.hasher.hash(body.password),
                           email=body.email, basque_level=body.basque_level, education=body.education,
                           consent_version=arena.protocol.consent.version, consent_at=now, created_at=now,
                           flagged=False, flag_reasons=""))
-        s.flush()
-        token = arena.issue_token(s, pid)
+        # Two registrations of one name can both pass the check above; the unique index decides, at the flush or
+        # at the commit, and the loser gets the same 409 (never a 500).
         try:
+            s.flush()
+            token = arena.issue_token(s, pid)
             s.commit()
         except IntegrityError:
-            raise ApiError(409, "username_taken", "That username is already taken.") from None
+            s.rollback()
+            raise taken from None
     return {"participant_id": pid, "username": body.username, "token": token}
 
 
 @router.post("/sessions", response_model=TokenOut)
 def login(body: LoginIn, ip: str = Depends(ip_limit), arena: Arena = Depends(get_arena)) -> dict:
-    from argon2.exceptions import VerificationError
+    from argon2.exceptions import InvalidHashError, VerificationError
 
     arena.limit(f"auth-ip:{ip}", arena.settings.rate_auth_per_minute_ip)
+    # failed log-ins per username, whatever the address: checked first, counted on failure
+    user_key = f"login-failures:{body.username}"
+    arena.limit(user_key, arena.settings.rate_login_failures_per_username, record=False)
     with arena.sf() as s:
         p = s.execute(select(Participant).where(Participant.username == body.username)).scalar_one_or_none()
         try:
-            ok = p is not None and arena.hasher.verify(p.password_hash, body.password)
-        except VerificationError:
+            # an unknown username costs one verification too, so the answer's time does not tell names apart
+            ok = arena.hasher.verify(p.password_hash if p is not None else arena.dummy_hash, body.password)
+            ok = ok and p is not None
+        except (VerificationError, InvalidHashError):
             ok = False
         if not ok:
+            arena.limiter.hit(user_key, 10**9)
             raise ApiError(401, "unauthorized", "Wrong username or password.")
         token = arena.issue_token(s, p.id)
         s.commit()

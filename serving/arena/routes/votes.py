@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from latxa.serving.arena.core import ApiError, Arena
-from latxa.serving.arena.db import Battle, Participant, Vote, utcnow
+from latxa.serving.arena.db import Battle, Participant, Vote, answered_at_column, utcnow
 from latxa.serving.arena.deps import client_ip, get_arena, participant
 from latxa.serving.arena.schemas import ERRORS, VoteIn, VoteOut
 
@@ -19,8 +19,9 @@ router = APIRouter(prefix="/api", responses=ERRORS)
 
 _battles, _votes = Battle.__table__, Vote.__table__
 # Built once at import: no per-request cache-key work on the hottest path.
+# The reading time runs from the latest stored turn (db.record_turn writes it before anything else).
 VOTE_CHECK = (select(_battles.c.participant_id, _battles.c.model_a, _battles.c.model_b, _battles.c.is_control,
-                     _battles.c.control_good, _battles.c.last_answer_at, *_votes.columns)
+                     _battles.c.control_good, answered_at_column(), *_votes.columns)
               .select_from(_battles.outerjoin(_votes, _votes.c.battle_id == _battles.c.id))
               .where(_battles.c.id == bindparam("battle_id")))
 
@@ -40,6 +41,8 @@ async def vote(battle_id: str, body: VoteIn, request: Request, p: Participant = 
     except ValueError:
         raise ApiError(422, "overall_required",
                        "Content and language disagree, so the overall question must be answered too.") from None
+    if battle_id in arena.busy:   # a turn is streaming: no vote (and so no reveal) before it is read and stored
+        raise ApiError(409, "battle_busy", "The models are still answering; read both answers before voting.")
 
     def check():
         # One Core query for the battle and its vote: loading ORM entities here cost more than the rest of
