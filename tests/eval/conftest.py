@@ -52,3 +52,4 @@ def hf_home(tiny_model, tmp_path_factory) -> Path:
     put_in_hub_cache(hub, "meta-llama/Llama-3.1-8B", tiny_model)
     put_in_hub_cache(hub, "HiTZ/Latxa-Llama-3.1-8B-Instruct", tiny_model, ("main", "exp_2_101"))
     return home
+

@@ -4,9 +4,6 @@ endpoint (the serving layer's routes on a local uvicorn), and the KFP component 
 # No `from __future__ import annotations`: the KFP pipeline below needs real annotations.
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -138,42 +135,18 @@ def test_eval_log_nests_a_second_evaluation_under_the_same_variant_run(eu_mini_r
 
 def test_openai_compatible_endpoint(tiny_model, tmp_path):
     """A real OpenAI-compatible server (the serving layer's routes) on the tiny model, eu-mini-gen through it."""
-    uvicorn = pytest.importorskip("uvicorn")
-    openai_api = pytest.importorskip("latxa.serving.openai_api")
-    from fastapi import FastAPI
+    from served import served_tiny
 
     from latxa.components.eval.runner import run_eval
-    from latxa.serving.generation import LocalBackends
-    from latxa.serving.registry import GenerationSettings, ModelSpec
 
-    app = FastAPI()
     calls = []
 
-    @app.middleware("http")
     async def count(request, call_next):
         calls.append(request.url.path)
         return await call_next(request)
 
-    settings = GenerationSettings(temperature=0.0, system_prompt=None, max_tokens=8)
-    openai_api.add_openai_routes(app, LocalBackends([ModelSpec(name="tiny", path=str(tiny_model), generation=settings)]))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        run = run_eval(f"http://127.0.0.1:{port}", "eu-mini-gen", tmp_path / "out", limit=2,
-                       tasks=["eu_mini_gen_qnli"], served_model="tiny")
-    finally:
-        server.should_exit = True
-        thread.join(30)
-    assert not thread.is_alive()
+    with served_tiny(tiny_model, 8, count) as url:
+        run = run_eval(url, "eu-mini-gen", tmp_path / "out", limit=2, tasks=["eu_mini_gen_qnli"], served_model="tiny")
     assert calls.count("/v1/chat/completions") == 2
     assert run.spec.lm_type == "local-chat-completions" and run.results_path.parent.name == "tiny"
     score = run.results["results"]["eu_mini_gen_qnli"]["exact_match,strict_match"]

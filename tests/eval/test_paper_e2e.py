@@ -145,45 +145,20 @@ def test_resume_skips_finished_tasks_and_reruns_a_missing_one(paper_run, paper_m
 def test_api_protocol_through_an_openai_compatible_endpoint(tiny_model, paper_mirror, tmp_path):
     """paper-api on a real OpenAI-compatible server (the serving layer's routes): multiple choice as one generated
     letter under the system instruction, exact match; MGSM as free generation without it."""
-    import socket
-    import threading
-    import time
-
-    uvicorn = pytest.importorskip("uvicorn")
-    openai_api = pytest.importorskip("latxa.serving.openai_api")
-    from fastapi import FastAPI, Request
+    from served import served_tiny
 
     from latxa.components.eval.runner import run_eval
-    from latxa.serving.generation import LocalBackends
-    from latxa.serving.registry import GenerationSettings, ModelSpec
 
-    app = FastAPI()
     bodies: list[dict] = []
 
-    @app.middleware("http")
-    async def record(request: Request, call_next):
+    async def record(request, call_next):
         if request.url.path.endswith("/chat/completions"):
             bodies.append(json.loads(await request.body()))
         return await call_next(request)
 
-    settings = GenerationSettings(temperature=0.0, system_prompt=None, max_tokens=16)
-    openai_api.add_openai_routes(app, LocalBackends([ModelSpec(name="tiny", path=str(tiny_model), generation=settings)]))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        run = run_eval(f"http://127.0.0.1:{port}", "paper-api", tmp_path / "out", limit=2, served_model="tiny",
+    with served_tiny(tiny_model, 16, record) as url:
+        run = run_eval(url, "paper-api", tmp_path / "out", limit=2, served_model="tiny",
                        tasks=["eus_trivia", "mgsm_native_cot_es"], datasets=paper_mirror)
-    finally:
-        server.should_exit = True
-        thread.join(30)
     trivia = run.results["results"]["eus_trivia"]
     assert "exact_match,strict_match" in trivia and "acc,none" not in trivia
     assert "exact_match,flexible-extract" in run.results["results"]["mgsm_native_cot_es"]
