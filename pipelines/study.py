@@ -37,22 +37,48 @@ def _on_cluster(task, ssh: bool = False):
     return task
 
 
+def _slurm_dag(variant, *, profile, config_path, data_config, base_model, tokenizer, max_steps, eval_suite,
+               eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id):
+    """The per-variant chain as SLURM jobs on ``cluster``: prepare -> train -> export -> evaluate -> register, each a
+    job on the cluster, passing slurm:// references (the data and the model stay on the cluster's filesystem)."""
+    prep = steps.slurm_prepare_data(variant=variant, cluster=cluster, profile=profile, data_config=data_config,
+                                    tokenizer=tokenizer, kfp_run_id=RUN_ID,
+                                    kfp_task=TASK).set_display_name("slurm-prepare").after(first)
+    train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, config_path=config_path,
+                                    base_model=base_model, max_steps=max_steps, experiment=experiment,
+                                    tracking_uri=tracking_uri, sweep_run_id=sweep_run_id, kfp_run_id=RUN_ID,
+                                    kfp_task=TASK, prepare_task=prep.name,
+                                    data=prep.outputs["dataset"]).set_display_name("slurm-train")
+    export = steps.slurm_export_model(trained=train.outputs["model"], cluster=cluster, profile=profile,
+                                      kfp_run_id=RUN_ID, kfp_task=TASK).set_display_name("slurm-export")
+    ev = steps.slurm_evaluate_model(model=export.outputs["exported"], cluster=cluster, profile=profile,
+                                    suite=eval_suite, limit=eval_limit, tracking_uri=tracking_uri, kfp_run_id=RUN_ID,
+                                    kfp_task=TASK).set_display_name("slurm-evaluate")
+    reg = steps.slurm_register_model(variant=variant, model=export.outputs["exported"], results=ev.outputs["results"],
+                                     cluster=cluster, profile=profile, tracking_uri=tracking_uri, kfp_run_id=RUN_ID,
+                                     kfp_task=TASK, prepare_task=prep.name, train_task=train.name,
+                                     export_task=export.name, eval_task=ev.name).set_display_name("slurm-register")
+    for task in (prep, train, export, ev, reg):
+        task.set_container_image(image)
+        task.set_caching_options(False)
+        _on_cluster(task, ssh=True)
+    return reg
+
+
 def _variant_dag(variant, *, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
                  eval_suite, eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id):
     """The per-variant chain after ``first`` (the tracking check); returns the register task."""
+    if cluster is not None:
+        return _slurm_dag(variant, profile=profile, config_path=config_path, data_config=data_config,
+                          base_model=base_model, tokenizer=tokenizer, max_steps=max_steps, eval_suite=eval_suite,
+                          eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri, image=image,
+                          cluster=cluster, first=first, sweep_run_id=sweep_run_id)
     prep = steps.prepare_data(variant=variant, config=data_config, tokenizer_path=tokenizer, seq_len=seq_len,
                               profile=profile).set_display_name("prepare-data").after(first)
-    if cluster is None:
-        # Ray Train on this machine or pod.
-        train = steps.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
-                                    model_path=base_model, max_steps=max_steps, tracking_uri=tracking_uri,
-                                    experiment=experiment, parent_run_id=sweep_run_id).set_display_name("train")
-    else:
-        train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, config_path=config_path,
-                                        base_model=base_model, max_steps=max_steps, experiment=experiment,
-                                        tracking_uri=tracking_uri, sweep_run_id=sweep_run_id, kfp_run_id=RUN_ID,
-                                        kfp_task=TASK, prepare_task=prep.name,
-                                        data=prep.outputs["dataset"]).set_display_name("slurm-train")
+    # Ray Train on this machine or pod.
+    train = steps.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
+                                model_path=base_model, max_steps=max_steps, tracking_uri=tracking_uri,
+                                experiment=experiment, parent_run_id=sweep_run_id).set_display_name("train")
     run_id = train.outputs["Output"]
     # Evaluation: the evaluation layer's runner, aggregation and MLflow logging (a nested run of the variant's run).
     ev = steps.evaluate_model(variant=variant, suite=eval_suite, limit=eval_limit, experiment=experiment,
@@ -67,7 +93,7 @@ def _variant_dag(variant, *, profile, config_path, data_config, base_model, toke
     for task in (prep, train, ev, reg):
         task.set_container_image(image)
         task.set_caching_options(False)  # steps write MLflow state: never reuse a cached result silently
-        _on_cluster(task, ssh=task is train and cluster is not None)
+        _on_cluster(task)
     return reg
 
 

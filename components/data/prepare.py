@@ -83,10 +83,22 @@ class _DigestMemo(dict):
             os.replace(tmp, self.path)
 
 
-def tokenizer_digest(tok_dir: Path, memo: dict) -> dict[str, str]:
-    out = {name: _file_digest(tok_dir / name, memo) for name in TOKENIZER_FILES if (tok_dir / name).is_file()}
+def tokenizer_digest(tok_dir: Path, memo: dict, ignore_template: bool = False) -> dict[str, str]:
+    """Digests of the tokenizer files. ``ignore_template``: a forced chat template replaces the tokenizer's own, so
+    its template files (and tokenizer_config.json's ``chat_template``) do not change the data: backbones with the
+    same vocabulary and special tokens then share one prepared set."""
+    names = [n for n in TOKENIZER_FILES if not (ignore_template and n.startswith("chat_template"))]
+    out = {name: _file_digest(tok_dir / name, memo) for name in names if (tok_dir / name).is_file()}
+    if ignore_template and "tokenizer_config.json" in out:
+        try:
+            cfg = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+            cfg.pop("chat_template", None)
+            out["tokenizer_config.json"] = hashlib.blake2b(json.dumps(cfg, sort_keys=True).encode(),
+                                                           digest_size=20).hexdigest()
+        except (OSError, ValueError):
+            pass
     extra = tok_dir / "additional_chat_templates"
-    if extra.is_dir():
+    if extra.is_dir() and not ignore_template:
         for f in sorted(extra.iterdir()):
             out[f"additional_chat_templates/{f.name}"] = _file_digest(f, memo)
     if "tokenizer.json" not in out and "tokenizer.model" not in out:
@@ -103,15 +115,13 @@ def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
     path = Path(tokenizer)
     if path.is_dir():
         return path
-    if "/" in str(tokenizer) and not path.exists() and not str(tokenizer).startswith(("/", ".")):
-        try:
-            from huggingface_hub import snapshot_download
+    from latxa.components.hub import ModelNotFound, looks_like_hub_name, resolve_model
 
-            return Path(snapshot_download(str(tokenizer), local_files_only=True,
-                                          allow_patterns=["*.json", "*.jinja", "*.model", "*.txt"]))
-        except Exception:
-            raise DataError(f"Tokenizer '{tokenizer}' is not a folder and not in the local Hugging Face cache "
-                            "(runs are offline; download it on a login node first).") from None
+    if looks_like_hub_name(str(tokenizer)):   # org/name[@revision], from the offline hub cache (HF_HOME)
+        try:
+            return resolve_model(str(tokenizer), weights=False).path
+        except ModelNotFound as err:
+            raise DataError(str(err)) from None
     raise DataError(f"Tokenizer folder {path} does not exist.")
 
 
@@ -248,8 +258,13 @@ def prepare(
     lookahead: int = 256,
     mix_tasks: int = 8,
     progress: bool | Callable[[int], Any] = True,
+    sources: list[str] | None = None,
+    smoke: bool = False,
 ) -> PrepareResult:
-    """Prepare the packed dataset of one variant; see the module docstring and docs/data.md."""
+    """Prepare the packed dataset of one variant; see the module docstring and docs/data.md.
+
+    ``sources`` prepares those named sources (or held-out sets of the data config) instead of the variant's; the
+    result is then not tied to the variant (its manifest has no variant, its cache key does not name one)."""
     from latxa.components.config import load_config
     from latxa.components.registry import parse
     from latxa.paths import state_dir
@@ -258,15 +273,19 @@ def prepare(
     if on_error not in ("fail", "skip"):
         raise DataError(f"on_error must be 'fail' or 'skip', not '{on_error}'.")
     v = parse(variant)
-    if v.is_baseline:
+    if v.is_baseline and not sources:
         raise DataError(f"Variant {v.code} has no training data (it is the backbone {v.equivalent_model} itself).")
-    study = load_config(study_config).resolve(profile).study
+    study = load_config(study_config).resolve(profile, smoke=smoke).study
+    study = study.model_copy(update={"seed": study.seed_for(v.code)})   # exp_2_010: the reference's seed 42
     seq_len = int(seq_len or study.data.seq_len)
     if seq_len < 2:
         raise DataError(f"seq_len must be at least 2, not {seq_len}.")
     shard_rows = int(shard_rows or max(1, (1 << 24) // seq_len))
     data_cfg, cfg_path = load_data_config(config)
-    sources = resolve_sources(data_cfg, cfg_path, v.sources)
+    # The cache key names the mixture, not the variant: variants with the same sources, tokenizer and seed share
+    # one prepared set (e.g. backbones with one vocabulary under a forced template).
+    label = ("heldout:" + ",".join(sources)) if sources else ("mix:" + ",".join(sorted(v.sources)))
+    sources = resolve_sources(data_cfg, cfg_path, list(sources or v.sources))
     tok_dir = resolve_tokenizer_dir(tokenizer)
     template_override = None
     if chat_template is not None:
@@ -274,16 +293,20 @@ def prepare(
         if not tp.is_file():
             raise DataError(f"Chat template file {tp} does not exist.")
         template_override = tp.read_text(encoding="utf-8")
+    else:  # the data config may force one template on every backbone (the reference's Llama-3.1-Instruct one)
+        from latxa.components.data.sources import chat_template_text
+
+        template_override = chat_template_text(data_cfg, cfg_path)
 
     cache_root = Path(cache_dir) if cache_dir else state_dir() / "cache" / "data"
     memo = _DigestMemo(cache_root / "file-digests.json" if use_cache else None)
     chunk_records = int(chunk_records or CHUNK_RECORDS)
     key_material = {
         "format": FORMAT_VERSION,
-        "variant": v.code,
+        "variant": label,
         "sources": [{"name": s.name, "config": s.config.model_dump(exclude={"files"}),
                      "files": [_file_digest(f, memo) for f in s.files]} for s in sources],
-        "tokenizer": tokenizer_digest(tok_dir, memo),
+        "tokenizer": tokenizer_digest(tok_dir, memo, ignore_template=template_override is not None),
         "chat_template_override": template_override,
         "params": {"seq_len": seq_len, "seed": study.seed, "shuffle": study.data.shuffle, "train_on": study.data.train_on,
                    "on_error": on_error, "chunk_records": chunk_records, "lookahead": lookahead, "mix_tasks": mix_tasks,
@@ -308,7 +331,7 @@ def prepare(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        stats, manifest = _build(v.code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc,
+        stats, manifest = _build(None if label.startswith("heldout:") else v.code, sources, tok_dir, template_override, tmp, seq_len, study, on_error, num_proc,
                                  shard_rows, chunk_records, lookahead, mix_tasks, progress, cache_key)
         stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -383,7 +406,7 @@ def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_er
     first_skips: list[dict] = []
     boundary_tokens = 0
     total_records = sum(t.records for t in ordered)
-    bar = _progress_bar(progress, total_records, code)
+    bar = _progress_bar(progress, total_records, code or "held-out set")
     pending: list[tuple[str, np.ndarray, np.ndarray]] = []
     done_tasks = 0
 
@@ -473,6 +496,7 @@ def _build(code, sources, tok_dir, template_override, tmp, seq_len, study, on_er
         "sources": [s.name for s in sources],
         "seed": study.seed,
         "train_on": study.data.train_on,
+        "chat_template": template if needs_chat else None,   # what export writes into the tokenizer
     }
     return stats, manifest
 

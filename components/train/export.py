@@ -60,10 +60,13 @@ def consolidated_state_dict(checkpoint_dir: Path) -> dict:
 
 
 def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: str | Path | None = None,
-                      dtype: str = "float32") -> Path:
+                      dtype: str = "float32", chat_template: str | None = None) -> Path:
     """Write a Hugging Face folder for ``checkpoint_dir``; architecture and tokenizer come from ``base_model``.
 
-    ``base_model`` defaults to the model the run started from (recorded in the checkpoint's run.json).
+    ``base_model`` defaults to the model the run started from (recorded in the checkpoint's run.json). The exported
+    tokenizer carries ``chat_template``, else the template the training data was rendered with (the data
+    manifest's ``chat_template``, e.g. the Llama-3.1-Instruct template the study forces on every backbone), else
+    the base tokenizer's own.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -73,11 +76,13 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
         raise ExportError(f"Checkpoint folder {checkpoint_dir} does not exist.")
     state_file = checkpoint_dir / "trainer_state.json"
     trainer_state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    run = _find_run_file(checkpoint_dir)
     if base_model is None:
-        run = _find_run_file(checkpoint_dir)
         if run is None:
             raise ExportError(f"Cannot tell which model {checkpoint_dir} was trained from; pass --base-model.")
         base_model = run["plan"]["model_dir"]
+    if chat_template is None and run is not None:
+        chat_template = _data_chat_template(run.get("plan", {}).get("data_dir"))
     base_model = Path(base_model)
     if not (base_model / "config.json").is_file():
         raise ExportError(f"Base model folder {base_model} has no config.json.")
@@ -105,6 +110,8 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
     except OSError:
         GenerationConfig.from_model_config(config).save_pretrained(tmp)
     tok = AutoTokenizer.from_pretrained(base_model)
+    if chat_template:
+        tok.chat_template = chat_template
     if not getattr(tok, "chat_template", None):
         raise ExportError(f"The tokenizer in {base_model} has no chat template; the exported model needs one.")
     tok.save_pretrained(tmp)
@@ -117,6 +124,16 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _data_chat_template(data_dir: str | None) -> str | None:
+    """The chat template a prepared dataset was rendered with (its manifest's ``chat_template``), if recorded."""
+    if not data_dir:
+        return None
+    try:
+        return json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError):
+        return None
 
 
 def _find_run_file(checkpoint_dir: Path) -> dict | None:

@@ -7,8 +7,10 @@ what the benchmark's baseline uses.
 Loss: token-weighted mean over the whole global batch (all micro-batches of all ranks), as one big batch
 would give; the step's trainable-token count is all-reduced before the backward passes.
 
-Checkpoints (every ``checkpoint_every`` steps and at the end) hold model, optimizer, scheduler, step and
-each rank's RNG state; the batch order is a pure function of (seed, epoch), so a resumed run continues
+Checkpoints (when :class:`latxa.components.train.checkpointing.CheckpointPolicy` says so: saves per epoch, every
+``checkpoint_every`` steps, every ``checkpoint_minutes``, on a stop request (SIGUSR1), at the end) hold model,
+optimizer, scheduler, step and each rank's RNG state; a stop request ends the loop right after its checkpoint.
+The held-out loss (:class:`latxa.components.train.heldout.HeldoutEval`) runs ``evals_per_epoch`` times per epoch. the batch order is a pure function of (seed, epoch), so a resumed run continues
 exactly where the checkpoint was taken. ``ray.train.report`` is called only with checkpoints (it costs
 about a second); per-step metrics go straight to MLflow from rank 0, buffered until each checkpoint.
 """
@@ -298,6 +300,20 @@ def run_worker(plan, ctx) -> dict:
            if plan.precision == "bf16" and not use_ds else nullcontext())
     ds = open_packed(plan.data_dir)
     metrics = _Metrics(plan, rank)
+    from latxa.components.train.checkpointing import CheckpointPolicy
+    from latxa.components.train.heldout import HeldoutEval
+
+    def reduce(values: list[float]) -> list[float]:
+        return _all_reduce_sum(values, device)
+
+    policy = CheckpointPolicy(plan, rank, reduce)
+    heldout = HeldoutEval(plan, rank, world, device, reduce) if plan.heldout else None
+
+    def forward_logits(input_ids, position_ids):
+        """The training forward (packed-document attention), for the held-out loss."""
+        mask = packed_attention_mask(position_ids, torch.float32 if plan.precision == "fp32" else torch.bfloat16)
+        with amp:
+            return net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
     progress = None
     if rank == 0:
         from tqdm import tqdm
@@ -386,17 +402,29 @@ def run_worker(plan, ctx) -> dict:
                 progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if progress is not None:
             progress.update(1)
-        final = step == plan.total_steps
-        if step % plan.checkpoint_every == 0 or final:
+        if heldout is not None and heldout.due(step):
+            values = heldout.run(model, forward_logits)
+            metrics.add(step, values)
+            if rank == 0:
+                print(f"[train] step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+        decision = policy.decide(step)
+        if decision.save:
             last_report = {"step": step, "loss": state["last_loss"], "first_loss": state["first_loss"],
                            "tokens_seen": state["tokens_seen"],
                            "tokens_per_s": timed_tokens / timed_seconds if timed_seconds else 0.0,
                            "trainable_tokens_per_s": timed_trainable / timed_seconds if timed_seconds else 0.0,
                            # per CPU-second of this worker process (all its threads): robust to a shared machine
                            "tokens_per_cpu_s": timed_tokens / world / timed_cpu if timed_cpu else 0.0,
-                           "timed_steps": timed_steps}
+                           "timed_steps": timed_steps, "keep_score": decision.keep_score,
+                           "stopped_for_requeue": float(decision.stop)}
             metrics.flush()
             _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, engine, last_report)
+            policy.saved()
+            if decision.stop:
+                if rank == 0:
+                    print(f"[train] stop requested: checkpoint at step {step}/{plan.total_steps} saved; stopping "
+                          "to be requeued", flush=True)
+                break
     if progress is not None:
         progress.close()
     metrics.close()
@@ -424,7 +452,8 @@ def _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, 
         trainer_state = {"step": step, "tokens_seen": state["tokens_seen"], "last_loss": state["last_loss"],
                          "first_loss": state["first_loss"], "world_size": plan.world_size,
                          "deepspeed_stage": plan.deepspeed_stage, "variant": plan.variant,
-                         "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps}
+                         "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps,
+                         "model_size": getattr(plan, "model_size", "8b"), "model_name": getattr(plan, "model_name", None)}
         if engine is not None:
             engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={"latxa_step": step}, save_latest=True)
         elif rank == 0:
