@@ -1,18 +1,21 @@
-"""Benchmark: wall time of the eu-mini suite on the tiny model through our runner (`run_eval`) versus calling
-``lm_eval.simple_evaluate`` directly with the same arguments, in the same process.
+"""Benchmark: evaluation throughput with lm-eval's batch size ``auto`` against batch size 1, on CPU, through our
+runner (``run_eval``), on the same model and documents.
 
-Both sides build their lm-eval TaskManager over the eu-mini YAMLs, load the model and evaluate; the runner
-additionally checks the model folder, writes lm-eval's results JSON and per-sample logs (sample logging is
-on for both). Runs alternate (runner, direct, runner, direct, ...) after one untimed warm-up of each, so
-caches and page cache are equally warm. Reports medians of wall time and of process CPU time and the
-overhead ratios (goal <= 1.1); on a shared, oversubscribed machine the CPU-time ratio is the stable one.
+The suite is ``eu-mini`` (shipped with the project, offline) or, with ``--datasets MIRROR``, any study suite
+read from a mirror. Runs alternate (1, auto, 1, auto, ...) after one untimed warm-up of each, so caches are
+equally warm; each run is timed around ``run_eval`` (wall and process CPU time) and counts the log-likelihood
+requests lm-eval scored (from its per-sample logs). Reports medians and the ratio auto / 1 (documents per second).
 
-    .venv/bin/python benchmarks/bench_eval.py --limit 100 --repeats 3
+The vLLM-vs-hf comparison needs a GPU: with ``--device cuda`` and vllm installed it times ``--backend vllm``
+against ``hf`` the same way; on a machine without either it says so and skips it.
+
+    .venv/bin/python benchmarks/bench_eval.py --limit 40 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -27,74 +30,74 @@ for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _requests(run) -> tuple[int, int]:
+    """(documents, log-likelihood requests) lm-eval scored in a run, from its sample logs."""
+    docs = reqs = 0
+    for path in run.samples_paths:
+        for line in path.read_text(encoding="utf-8").split("\n"):   # not splitlines(): texts hold U+2028
+            if line.strip():
+                docs += 1
+                reqs += len(json.loads(line).get("resps") or [])
+    return docs, reqs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="model folder (default: build the tiny model in a temp folder)")
-    ap.add_argument("--limit", type=int, default=100, help="documents per task (0 = the whole eu-mini suite)")
+    ap.add_argument("--suite", default="eu-mini")
+    ap.add_argument("--datasets", help="dataset mirror for study suites")
+    ap.add_argument("--task", action="append", help="only these tasks (repeatable)")
+    ap.add_argument("--limit", type=int, default=40, help="documents per task (0: all)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
     import logging
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
-    from lm_eval import simple_evaluate
-
-    from latxa.components.eval.registry import default_registry
-    from latxa.components.eval.runner import model_spec, run_eval, simple_evaluate_kwargs, task_manager
+    from latxa.components.eval.runner import run_eval
     from latxa.components.tiny_model import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     model = Path(args.model) if args.model else build_tiny_model(tmp / "tiny")
-    limit = args.limit or None
-    suite = default_registry().suite("eu-mini")
+    common = dict(limit=args.limit or None, tasks=args.task, device=args.device, datasets=args.datasets,
+                  progress=lambda _msg: None)
 
-    def timed(fn) -> tuple[float, float]:
-        """(wall seconds, process CPU seconds: all threads; far less sensitive to a busy machine than wall time)."""
+    def timed(label: str, i: int, **kw) -> dict:
         w, c = time.perf_counter(), time.process_time()
-        fn()
-        return time.perf_counter() - w, time.process_time() - c
+        run = run_eval(str(model), args.suite, tmp / f"{label}-{i}", **common, **kw)
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        docs, reqs = _requests(run)
+        return {"wall_s": wall, "cpu_s": cpu, "docs": docs, "requests": reqs}
 
-    def ours(i: int) -> tuple[float, float]:
-        return timed(lambda: run_eval(str(model), "eu-mini", tmp / f"ours-{i}", limit=limit))
+    def compare(a: tuple[str, dict], b: tuple[str, dict]) -> dict:
+        (na, kwa), (nb, kwb) = a, b
+        timed(na, -1, **kwa), timed(nb, -1, **kwb)   # warm-up
+        runs: dict[str, list[dict]] = {na: [], nb: []}
+        for i in range(args.repeats):
+            order = ((na, kwa), (nb, kwb)) if i % 2 == 0 else ((nb, kwb), (na, kwa))   # alternate: drift cancels
+            for name, kw in order:
+                runs[name].append(timed(name, i, **kw))
+            print(f"repeat {i}: " + ", ".join(f"{n} {runs[n][-1]['wall_s']:.2f}s wall" for n in runs), flush=True)
+        med = {n: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s")} for n, rs in runs.items()}
+        docs = runs[na][0]["docs"]
+        assert all(r["docs"] == docs for rs in runs.values() for r in rs), "both sides must score the same documents"
+        tput = {n: docs / med[n]["wall_s"] for n in runs}
+        return {"documents": docs, "requests": runs[na][0]["requests"], "median": med, "docs_per_s": tput,
+                f"ratio_{nb}_over_{na}": tput[nb] / tput[na], "runs": runs}
 
-    def direct(_i: int) -> tuple[float, float]:
-        def go():
-            spec = model_spec(str(model), check_loads=False)
-            kwargs = simple_evaluate_kwargs(spec, suite.tasks, limit=limit, tm=task_manager(suite))
-            res = simple_evaluate(**kwargs)
-            assert res is not None and set(res["results"]) >= set(suite.tasks)
-        return timed(go)
-
-    ours(-1), direct(-1)  # warm-up (imports, tokenizer caches, page cache)
-    checks = []
-    for _ in range(5):  # the runner's own extra step: the model-folder check (AutoConfig + AutoTokenizer)
-        c = time.process_time()
-        model_spec(str(model))
-        checks.append(time.process_time() - c)
-    wall = {"runner": [], "direct": []}
-    cpu = {"runner": [], "direct": []}
-    for i in range(args.repeats):
-        pair = (("runner", ours), ("direct", direct))
-        for name, fn in (pair if i % 2 == 0 else pair[::-1]):   # alternate the order: drift cancels out
-            w, c = fn(i)
-            wall[name].append(w)
-            cpu[name].append(c)
-        print(f"repeat {i}: runner {wall['runner'][-1]:.2f}s wall / {cpu['runner'][-1]:.2f}s cpu, direct simple_evaluate "
-              f"{wall['direct'][-1]:.2f}s wall / {cpu['direct'][-1]:.2f}s cpu", flush=True)
-    med_wall = {k: statistics.median(v) for k, v in wall.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    out = {"limit_per_task": limit, "repeats": args.repeats, "tasks": suite.tasks,
-           "median_wall_s": med_wall, "median_cpu_s": med_cpu, "wall_s": wall, "cpu_s": cpu,
-           "overhead_ratio_wall": med_wall["runner"] / med_wall["direct"],
-           "overhead_ratio_cpu": med_cpu["runner"] / med_cpu["direct"],
-           # noise on a shared machine only ever adds time, so the fastest runs are the cleanest comparison
-           "overhead_ratio_wall_min": min(wall["runner"]) / min(wall["direct"]),
-           "overhead_ratio_cpu_min": min(cpu["runner"]) / min(cpu["direct"]), "goal": 1.1,
-           "model_check_cpu_s": statistics.median(checks), "cpu_count": os.cpu_count(), "loadavg_1m_at_end": os.getloadavg()[0]}
-    print(json.dumps(out, indent=2))
+    out = {"suite": args.suite, "tasks": args.task, "limit_per_task": args.limit, "repeats": args.repeats,
+           "device": args.device, "cpu_count": os.cpu_count()}
+    out["batch"] = compare(("batch1", {"batch_size": 1}), ("auto", {"batch_size": "auto"}))
+    if args.device.startswith("cuda") and importlib.util.find_spec("vllm") is not None:
+        out["backend"] = compare(("hf", {"backend": "hf"}), ("vllm", {"backend": "vllm"}))
+    else:
+        out["backend"] = "skipped: vLLM vs hf needs a GPU (--device cuda) and the vllm package"
+    out["loadavg_1m_at_end"] = os.getloadavg()[0]
+    print(json.dumps({k: v for k, v in out.items()}, indent=2, default=str))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

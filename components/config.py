@@ -2,15 +2,17 @@
 
 One file holds the study's hyperparameters and the profiles that adapt them to
 a target (``local`` for 2 CPU cores, ``leonardo-8b``/``leonardo-70b``).
-Unknown keys and wrong types are errors that name the key.
+Unknown keys and wrong types are errors that name the key. Types are strict (``epochs: true`` or
+``seq_len: 8192.0`` are errors, not 1.0 and 8192), numbers finite, and every count bounded, so a value that
+would make training allocate terabytes or loop forever is refused here, in one sentence.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from latxa.errors import LatxaError
 from latxa.yamlfile import load_yaml_file
@@ -22,59 +24,75 @@ class ConfigError(LatxaError, ValueError):
     """A configuration file that cannot be used; the message is one readable sentence."""
 
 
+# Strict scalars: YAML's true is not the number 1, 8192.0 is not an integer, "yes" is not a boolean. Floats
+# accept integers (``epochs: 4``) but never inf or nan.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Bool = Annotated[bool, Strict()]
+MAX_SEQ_LEN = 131072            # Llama 3.1's context window; longer rows only allocate memory
+MAX_COUNT = 2**31 - 1           # upper bound of every other count (batch sizes, steps, nodes, ...)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(_Strict):
-    seq_len: int = Field(8192, gt=0)
+    seq_len: Int = Field(8192, ge=2, le=MAX_SEQ_LEN)
     train_on: Literal["assistant", "all"] = "assistant"
-    shuffle: bool = True
+    shuffle: Bool = True
 
 
 class TrainConfig(_Strict):
-    micro_batch_size: int = Field(2, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    epochs: float = Field(4, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    neftune_alpha: float = Field(5.0, ge=0)
-    gradient_checkpointing: bool = True
+    micro_batch_size: Int = Field(2, gt=0, le=65536)
+    grad_accum: Int = Field(1, gt=0, le=65536)
+    epochs: Float = Field(4, gt=0, le=10000)
+    max_steps: Int | None = Field(None, gt=0, le=MAX_COUNT)
+    neftune_alpha: Float = Field(5.0, ge=0)
+    gradient_checkpointing: Bool = True
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
-    max_grad_norm: float = Field(1.0, gt=0)
-    log_every: int = Field(1, gt=0)
+    max_grad_norm: Float = Field(1.0, gt=0)
+    log_every: Int = Field(1, gt=0, le=MAX_COUNT)
     # Checkpoints: the reference's saves per epoch (HF Trainer: every ceil(total_steps / (saves x epochs)) steps),
     # optionally every N steps too, and a time-based one every M minutes of training (a 24 h job never loses more
     # than M minutes); the last `keep_checkpoints` epoch saves are kept, plus always the latest checkpoint.
-    saves_per_epoch: int | None = Field(None, gt=0)
-    checkpoint_every: int | None = Field(None, gt=0)
-    checkpoint_minutes: float | None = Field(None, gt=0)
-    keep_checkpoints: int = Field(2, gt=0)
+    saves_per_epoch: Int | None = Field(None, gt=0, le=10000)
+    checkpoint_every: Int | None = Field(None, gt=0, le=MAX_COUNT)
+    checkpoint_minutes: Float | None = Field(None, gt=0, le=10**6)
+    keep_checkpoints: Int = Field(2, gt=0, le=10000)
     # Held-out loss (the reference's eval_loss on AYA and Magpie-Ultra-1K) this many times per epoch; 0 = never.
-    evals_per_epoch: int = Field(0, ge=0)
+    evals_per_epoch: Int = Field(0, ge=0, le=10000)
 
 
 class OptimConfig(_Strict):
-    lr: float = Field(1e-5, gt=0)
+    lr: Float = Field(1e-5, gt=0)
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = Field(0.33, ge=0, le=1)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
+    min_lr_ratio: Float = Field(0.33, ge=0, le=1)
+    warmup_ratio: Float = Field(0.1, ge=0, lt=1)
+    betas: tuple[Float, Float] = (0.9, 0.95)
+    eps: Float = Field(1e-8, gt=0)
+    weight_decay: Float = Field(0.1, ge=0)
 
 
 class Profile(_Strict):
     description: str = ""
     backend: Literal["cpu", "gpu"] = "cpu"
-    nodes: int = Field(1, gt=0)
-    gpus_per_node: int = Field(0, ge=0)
-    num_workers: int = Field(1, gt=0)
-    gpus_per_worker: float = Field(0, ge=0, description="GPUs Ray reserves per training worker")
-    cpus_per_worker: int = Field(1, gt=0, description="CPUs Ray reserves per worker; also its OMP/MKL threads")
+    nodes: Int = Field(1, gt=0, le=100000)
+    gpus_per_node: Int = Field(0, ge=0, le=1024)
+    num_workers: Int = Field(1, gt=0, le=MAX_COUNT)
+    gpus_per_worker: Float = Field(0, ge=0, le=1024, description="GPUs Ray reserves per training worker")
+    cpus_per_worker: Int = Field(1, gt=0, le=1024, description="CPUs Ray reserves per worker; also its OMP/MKL threads")
     deepspeed_stage: Literal[0, 1, 2, 3] = 0
-    offload_optimizer: bool = False
+    offload_optimizer: Bool = False
     model_size: Literal["8b", "70b"] = Field("8b", description="which backbones the profile trains (registry sizes)")
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("deepspeed_stage", mode="before")
+    @classmethod
+    def _stage_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # True == 1 in Python, so the Literal alone would take `true` for stage 1
+            raise ValueError("deepspeed_stage is 0, 1, 2 or 3, not a boolean")
+        return v
 
     @model_validator(mode="after")
     def _gpu_consistency(self) -> "Profile":
@@ -89,9 +107,9 @@ class Profile(_Strict):
 
 
 class StudyConfig(_Strict):
-    seed: int = 33
+    seed: Int = Field(33, ge=0, le=2**32 - 1)
     # Per-variant seeds where the reference deviated from `seed` (its exp_2_010 ran with 42).
-    variant_seeds: dict[str, int] = Field(default_factory=dict)
+    variant_seeds: dict[str, Int] = Field(default_factory=dict)
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     optim: OptimConfig = OptimConfig()
@@ -163,7 +181,7 @@ def _describe(err: ValidationError, where: str) -> str:
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"Unknown key '{key}' in {where}."
-    return f"Invalid value for '{key}' in {where}: {first['msg']}."
+    return f"Invalid value for '{key}' in {where}: {first['msg'].removeprefix('Value error, ')}."
 
 
 def _validate(data: Any, where: str) -> StudyConfig:

@@ -1,11 +1,11 @@
 """Everything a study run reads, prepared in one step (the chain's one-node CPU prep job, `latxa study prepare`):
 
-    OUT/train/            the variant's packed mixture (latxa.components.data.prepare), with arrow/ beside the shards
+    OUT/train/            the variant's packed mixture (latxa.components.data.prepare); OUT/train.arrow/ its mapped copy
     OUT/heldout/<name>/   each held-out set of the data config (the reference's AYA and Magpie-Ultra-1K), same
                           tokenizer, chat template and seq_len, for the loss during training
     OUT/study-data.json   what was prepared (cache keys, rows, the forced chat template's name)
 
-The ``arrow/`` copies are built here, once, so the training job's ranks memory-map one copy and the 32 or 64
+The ``.arrow/`` copies are built here, once, so the training job's ranks memory-map one copy and the 32 or 64
 training nodes do not wait for a conversion (:mod:`latxa.components.train.shared_data`).
 """
 

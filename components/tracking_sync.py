@@ -46,7 +46,7 @@ def _client(uri: str):
 def sync_store(source_uri: str, dest_uri: str, *, artifacts: bool = True, experiments: list[str] | None = None,
                progress=None) -> SyncReport:
     """Copy every run (and registered model version) of ``source_uri`` that ``dest_uri`` does not have yet."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     if not source_uri.startswith("file:"):
         raise SyncError(f"--from takes a file store URI (file:/path/mlruns), not '{source_uri}'.")

@@ -135,11 +135,27 @@ class ArenaSettings(BaseModel):
     export_salt: Optional[str] = None
 
 
+class ServeDefaults(BaseModel):
+    """Settings every model starts from; only ``generation`` so far (unknown keys are errors, not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    generation: dict[str, Any] = {}
+
+    @field_validator("generation")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(GenerationSettings.model_fields))
+        if unknown:
+            raise ValueError(f"unknown generation setting '{unknown[0]}'")
+        GenerationSettings.model_validate(v)
+        return v
+
+
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    defaults: dict[str, Any] = {}
+    defaults: ServeDefaults = ServeDefaults()
     models: list[ModelSpec] = []
     arena: ArenaSettings = ArenaSettings()
 
@@ -163,7 +179,9 @@ def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3) -> S
         raw = load_yaml_file(path, ServeConfigError, "Serving config") or {}
         if not isinstance(raw, dict):
             raise ServeConfigError(f"{path}: the top level must be a mapping.")
-    defaults = (raw.get("defaults") or {}).get("generation") or {}
+    given = raw.get("defaults") or {}
+    defaults = given.get("generation") if isinstance(given, dict) else None
+    defaults = defaults if isinstance(defaults, dict) else {}  # anything else is named by the validation below
     models = raw.get("models")
     if models is None:
         models = default_models(tiny_copies)

@@ -175,6 +175,17 @@ class ClusterProfile(_Strict):
     data_configs: dict[str, str] = Field(default_factory=dict)    # model size -> data config (name or path)
     smoke: SmokeSettings | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return safety.profile_name(v) if v else v
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        # rendered into the script's header comment: a newline there would start a shell line before #SBATCH
+        return safety.text_arg(v, "profile description")
+
     @field_validator("exclude")
     @classmethod
     def _nodes(cls, v: list[str]) -> list[str]:

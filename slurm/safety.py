@@ -5,16 +5,16 @@ Two rules:
    pattern: a newline there would start a new script line, so nothing outside the pattern is accepted.
 2. Values that land in the script body or in a remote command line are validated for the two characters
    no quoting can carry safely (newline, NUL) and then quoted with :func:`shlex.quote`, so ``$(...)``,
-   backticks and ``;`` stay literal text.
+   backticks and ``;`` stay literal text. The quoting itself is :mod:`latxa.shell` (publish uses it too).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import PurePosixPath
 from typing import Iterable
 
+from latxa import shell
 from latxa.slurm.errors import UnsafeValueError
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -45,6 +45,15 @@ def job_name(value: str) -> str:
     return value
 
 
+def profile_name(value: str) -> str:
+    """A cluster profile's name (it is written into the script's header comment): the job-name characters."""
+    if not isinstance(value, str) or not JOB_NAME_RE.fullmatch(value):
+        raise UnsafeValueError(
+            f"Profile name {_show(str(value))} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        )
+    return value
+
+
 def job_id(value: str | int) -> str:
     text = str(value).strip()
     if not JOB_ID_RE.fullmatch(text):
@@ -54,10 +63,7 @@ def job_id(value: str | int) -> str:
 
 def text_arg(value: str, what: str = "value") -> str:
     """A value for the script body or a remote command: anything but newline and NUL (it is quoted later)."""
-    value = str(value)
-    if "\n" in value or "\r" in value or "\x00" in value:
-        raise UnsafeValueError(f"The {what} {_show(value)} contains a newline or NUL character, which is not allowed.")
-    return value
+    return shell.check_line(value, what, UnsafeValueError)
 
 
 def body_path(value: str, what: str = "path") -> str:
@@ -124,9 +130,9 @@ def dependency(value: str) -> str:
 
 def quote(value: object) -> str:
     """Shell-quote a validated value (the Jinja filter ``q``)."""
-    return shlex.quote(text_arg(str(value)))
+    return shell.quote(value, error=UnsafeValueError)
 
 
 def join(argv: Iterable[object]) -> str:
     """A command line from argv, every element quoted."""
-    return " ".join(quote(a) for a in argv)
+    return shell.join(argv, error=UnsafeValueError)

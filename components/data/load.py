@@ -18,13 +18,30 @@ def read_manifest(path: str | Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path} is not a prepared dataset (no manifest.json); run `latxa data prepare` first.") from None
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}/manifest.json cannot be read as JSON: {err}.") from None
+        raise DataError(f"{path}/manifest.json cannot be read as JSON: {str(err).splitlines()[0]}.") from None
     if not isinstance(manifest, dict):
         raise DataError(f"{path}/manifest.json is not a prepared dataset's manifest (not a JSON object).")
-    missing = [s for s in manifest.get("shards", []) if not (path / s).is_file()]
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list) or not all(isinstance(s, str) and s for s in shards):
+        raise DataError(f"{path}/manifest.json is not a prepared dataset's manifest ('shards' is not a list of files).")
+    missing = [s for s in shards if not (path / s).is_file()]
     if missing:
         raise DataError(f"{path} is incomplete: shard {missing[0]} is missing.")
     return manifest
+
+
+def read_stats(path: str | Path) -> dict:
+    """The ``stats.json`` of the prepared dataset at ``path``; :class:`DataError` (one sentence) if unreadable."""
+    path = Path(path)
+    try:
+        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} has no stats.json; it is not a complete prepared dataset.") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}/stats.json cannot be read as JSON: {str(err).splitlines()[0]}.") from None
+    if not isinstance(stats, dict):
+        raise DataError(f"{path}/stats.json is not a JSON object.")
+    return stats
 
 
 def load_packed(path: str | Path, *, streaming: bool = False, format: str | None = "torch"):

@@ -17,18 +17,24 @@ Record formats:
   files (``.txt``) with one document per line (``text_unit: line``) or per blank-line separated
   paragraph (``text_unit: paragraph``).
 - ``kind: chat`` -- JSONL with ``{"conversations": [{"role": ..., "content": ...}, ...]}``
-  (``messages_field`` renames the key); roles are system (first only), user and assistant.
+  (``messages_field`` renames the key); roles are system (first only), user and assistant; an empty or
+  whitespace-only assistant reply is a bad record (training on it would only teach ``<|eot_id|>``).
+
+Per-record limits (a bad record, named with ``file:line``, skippable): at most ``max_record_bytes`` bytes
+(default :data:`DEFAULT_MAX_RECORD_BYTES`), JSON nested at most :data:`MAX_JSON_DEPTH` levels, integers of at
+most ``sys.get_int_max_str_digits()`` digits, no lone surrogates (``"\\ud800"``) in the text used.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from latxa.errors import LatxaError
 from latxa.yamlfile import load_yaml_file
@@ -37,6 +43,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "data"
 DEFAULT_DATA_CONFIG = CONFIG_DIR / "sample.yaml"
 SOURCE_NAMES = ("corpus_eu", "inst_eu", "inst_en")
 ROLES = ("system", "user", "assistant")
+DEFAULT_MAX_RECORD_BYTES = 4 << 20   # per record: ~1M tokens, ~0.75 GB in the tokenizer (a 50 MB line took 7 GB)
+MAX_RECORD_BYTES = 256 << 20         # the most a data config may allow
+MAX_JSON_DEPTH = 64                  # a record's JSON nesting (a conversation needs 3)
+MAX_WEIGHT = 32                      # copies per document; each copy of a range is a task held in memory
 
 
 class DataError(LatxaError, ValueError):
@@ -54,12 +64,16 @@ class RecordError(Exception):
 class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["text", "chat"]
-    files: list[str] = Field(min_length=1)
-    text_field: str = "text"
-    messages_field: str = "conversations"
+    files: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    text_field: str = Field("text", min_length=1)
+    messages_field: str = Field("conversations", min_length=1)
     text_unit: Literal["line", "paragraph"] = "line"
-    weight: float = Field(1.0, gt=0, description="copies per document: 2.0 doubles the source, 0.5 keeps half")
-    max_documents: int | None = Field(None, gt=0, description="read at most this many records of the source")
+    weight: Annotated[float, Strict()] = Field(1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False,
+                                               description="copies per document: 2.0 doubles the source, 0.5 keeps half")
+    max_documents: Annotated[int, Strict()] | None = Field(None, gt=0, le=2**62,
+                                                          description="read at most this many records of the source")
+    max_record_bytes: Annotated[int, Strict()] = Field(DEFAULT_MAX_RECORD_BYTES, gt=0, le=MAX_RECORD_BYTES,
+                                                       description="a longer record is a bad record")
 
 
 class DataSourcesConfig(BaseModel):
@@ -142,7 +156,8 @@ def load_data_config(path: str | Path | None = None) -> tuple[DataSourcesConfig,
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
         if first["type"] == "extra_forbidden":
             raise DataError(f"Unknown key '{key}' in data config {path}.") from None
-        raise DataError(f"Invalid value for '{key}' in data config {path}: {first['msg']}.") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise DataError(f"Invalid value for '{key}' in data config {path}: {msg}.") from None
     unknown = sorted(set(cfg.sources) - set(SOURCE_NAMES))
     if unknown:
         raise DataError(f"Data config {path} names unknown source '{unknown[0]}' (known: {', '.join(SOURCE_NAMES)}).")
@@ -182,12 +197,56 @@ def file_format(path: Path) -> str:
 # ----------------------------------------------------------------------------------------- records
 
 
-def _json_field(line: str, field: str):
-    """One JSONL record's ``field``; malformed JSON, a non-object or a missing field is a RecordError."""
+def _show(value: Any) -> str:
+    """A value for a reason: ASCII-safe (no raw surrogates reach skips.jsonl) and short."""
+    text = ascii(value) if isinstance(value, str) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def _loads(line: str) -> Any:
+    too_deep = RecordError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the per-record limit)")
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as err:  # Python refuses to convert integers above its digit limit
+        if "integer string conversion" in str(err):
+            raise RecordError(f"an integer with more than {sys.get_int_max_str_digits()} digits "
+                              "(the per-record limit)") from None
+        raise RecordError(f"malformed JSON ({err})") from None
+    # cheap test first: only a record with many brackets can be deep
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and isinstance(row, (dict, list)) \
+            and _deeper_than(row, MAX_JSON_DEPTH):
+        raise too_deep
+    return row
+
+
+def _checked_text(text: str, what: str) -> str:
+    """``text`` unless it holds a lone surrogate (a JSON "\\ud800" escape), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RecordError(f"{what} holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character "
+                          f"{err.start}") from None
+    return text
+
+
+def _json_field(line: str, field: str):
+    """One JSONL record's ``field``; malformed JSON, a non-object or a missing field is a RecordError."""
+    row = _loads(line)
     if not isinstance(row, dict):
         raise RecordError(f"expected a JSON object, got {type(row).__name__}")
     if field not in row:
@@ -202,6 +261,7 @@ def parse_text_record(line: str, fmt: str, text_field: str) -> str:
         text = _json_field(line, text_field)
         if not isinstance(text, str):
             raise RecordError(f"field '{text_field}' must be a string, not {type(text).__name__}")
+        _checked_text(text, f"field '{text_field}'")
     if not text.strip():
         raise RecordError("empty text")
     return text
@@ -221,12 +281,15 @@ def parse_chat_record(line: str, messages_field: str) -> list[dict]:
             if key not in msg:
                 raise RecordError(f"message {i} is missing field '{key}'")
         role, content = msg["role"], msg["content"]
-        if role not in ROLES:
-            raise RecordError(f"message {i} has unknown role '{role}' (expected system, user or assistant)")
+        if not isinstance(role, str) or role not in ROLES:
+            raise RecordError(f"message {i} has unknown role {_show(role)} (expected system, user or assistant)")
         if not isinstance(content, str):
             raise RecordError(f"message {i} content must be a string")
+        _checked_text(content, f"message {i} content")
         if role == "system" and i != 0:
             raise RecordError(f"message {i} is a system message; only the first message may be one")
+        if role == "assistant" and not content.strip():
+            raise RecordError(f"message {i} is an empty assistant reply")
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in clean):
         raise RecordError("conversation has no assistant turn")

@@ -35,6 +35,8 @@ class Task:
     text_field: str = "text"
     messages_field: str = "conversations"
     text_unit: str = "line"
+    oversized: int = 0           # > 0: the range is one record of this many bytes, above max_record_bytes
+    max_record_bytes: int = 0
 
 
 @dataclass
@@ -114,36 +116,73 @@ def _records(task: Task, data: bytes):
             yield task.first_line + i, raw
 
 
+def _oversized(task: Task, spec: WorkerSpec) -> TaskResult:
+    """The result for a record above the size limit, which is never read."""
+    res = TaskResult(task.tid, task.source, lengths=np.zeros(0, np.int64), ids=np.zeros(0, np.int32),
+                     labels=np.zeros(0, np.int32))
+    if task.copy != 0:
+        return res
+    res.read = 1
+    skip = {"file": task.path, "line": task.first_line,
+            "reason": f"record of {task.oversized:,} bytes is above the limit of {task.max_record_bytes:,} bytes "
+                      "(max_record_bytes)"}
+    if spec.on_error == "fail":
+        res.error = skip
+    else:
+        res.skips.append(skip)
+    return res
+
+
 def run_task(task: Task) -> TaskResult:
+    """Read, parse and format the records of one task, then tokenize and mask them (ordered with the seed)."""
     spec: WorkerSpec = _STATE["spec"]
-    tok = _STATE["tok"]
+    if task.oversized:
+        return _oversized(task, spec)
     res = TaskResult(task.tid, task.source)
+    docs = _parse(task, spec, _read(task), res)
+    if res.error is not None or not docs:
+        res.lengths = np.zeros(0, np.int64)
+        res.ids = res.labels = np.zeros(0, np.int32)
+        return res
+    _encode(task, spec, docs, res)
+    return res
+
+
+def _read(task: Task) -> bytes:
     with open(task.path, "rb") as fh:
         fh.seek(task.start)
         data = fh.read(task.end - task.start)
+    if task.start == 0 and data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
+        data = data[3:]
+    return data
 
-    texts: list[str] = []
-    spans: list[list[tuple[int, int]]] = []
+
+def _format(task: Task, raw: bytes) -> tuple[str, list[tuple[int, int]] | None]:
+    """One record as the text to tokenize (and, for chat, the character spans of the assistant replies)."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"invalid UTF-8 at byte {err.start}") from None
+    if task.kind == "text":
+        return parse_text_record(text, task.fmt, task.text_field), None
+    return _STATE["chat"].render_with_spans(parse_chat_record(text, task.messages_field))
+
+
+def _parse(task: Task, spec: WorkerSpec, data: bytes, res: TaskResult) -> list[tuple[str, list | None]]:
+    """The documents this copy of the task writes; counts reads, writes and skips on copy 0 only."""
+    docs = []
     for line, raw in _records(task, data):
         if task.copy == 0:
             res.read += 1
         try:
-            try:
-                text = raw.decode("utf-8").rstrip("\r")
-            except UnicodeDecodeError as err:
-                raise RecordError(f"invalid UTF-8 at byte {err.start}") from None
-            if task.kind == "text":
-                doc = parse_text_record(text, task.fmt, task.text_field)
-            else:
-                msgs = parse_chat_record(text, task.messages_field)
-                doc, doc_spans = _STATE["chat"].render_with_spans(msgs)
+            doc = _format(task, raw)
         except RecordError as err:
             if task.copy != 0:
                 continue
             skip = {"file": task.path, "line": line, "reason": err.reason}
             if spec.on_error == "fail":
                 res.error = skip
-                return res
+                return []
             res.skips.append(skip)
             continue
         n = copies_of(spec.seed, task, line)
@@ -155,30 +194,26 @@ def run_task(task: Task) -> TaskResult:
             continue
         if task.copy == 0:
             res.written += 1
-        texts.append(doc)
-        if task.kind == "chat":
-            spans.append(doc_spans)
+        docs.append(doc)
+    return docs
 
-    if not texts:
-        res.lengths = np.zeros(0, np.int64)
-        res.ids = res.labels = np.zeros(0, np.int32)
-        return res
 
-    encs = tok.encode_batch(texts, add_special_tokens=False)
+def _encode(task: Task, spec: WorkerSpec, docs: list[tuple[str, list | None]], res: TaskResult) -> None:
+    """Batched tokenization, BOS/EOS for corpus text, loss masks for chat; flat arrays into ``res``."""
+    encs = _STATE["tok"].encode_batch([d for d, _ in docs], add_special_tokens=False)
     ids_list, lab_list = [], []
-    for k, enc in enumerate(encs):
+    for (_, spans), enc in zip(docs, encs, strict=True):
         ids = np.asarray(enc.ids, dtype=np.int32)
         if task.kind == "text":
             head = [spec.bos_id] if spec.bos_id is not None else []
             tail = [spec.doc_eos_id] if spec.doc_eos_id is not None else []
             ids = np.concatenate([np.asarray(head, np.int32), ids, np.asarray(tail, np.int32)])
             mask = np.ones(len(ids), np.bool_)
+        elif spec.train_on == "all":
+            mask = np.ones(len(ids), np.bool_)
         else:
-            if spec.train_on == "all":
-                mask = np.ones(len(ids), np.bool_)
-            else:
-                mask, boundary = mask_from_encoding(enc, spans[k])
-                res.boundary_tokens += boundary
+            mask, boundary = mask_from_encoding(enc, spans)
+            res.boundary_tokens += boundary
         mask[0] = False  # nothing in the document precedes its first token
         ids_list.append(ids)
         lab_list.append(np.where(mask, ids, -100).astype(np.int32))
@@ -190,4 +225,3 @@ def run_task(task: Task) -> TaskResult:
     res.lengths = np.fromiter((len(ids_list[i]) for i in order), dtype=np.int64, count=len(order))
     res.ids = np.concatenate([ids_list[i] for i in order])
     res.labels = np.concatenate([lab_list[i] for i in order])
-    return res

@@ -125,18 +125,23 @@ def evaluate_and_log(target: str, suite: str, out: str | Path, *, limit: int | N
                      tasks: list[str] | None = None, served_model: str | None = None, device: str = "cpu",
                      log: bool = True, variant: str | None = None, parent_run_id: str | None = None,
                      tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
-                     extra_tags: dict | None = None) -> EvalStep:
+                     extra_tags: dict | None = None, run_options: dict | None = None) -> EvalStep:
     """lm-eval on ``target`` into ``out``, aggregated, and (with ``log``) logged as a nested MLflow run: the one
-    body behind both KFP wrappers (components/kfp/eval.py and the study pipelines' evaluate step)."""
+    body behind both KFP wrappers (components/kfp/eval.py and the study pipelines' evaluate step).
+    ``run_options`` go to :func:`latxa.components.eval.runner.run_eval` as they are (``datasets``, ``batch_size``,
+    ``backend``, ``revision``, ``kind``, ``resume``, ...)."""
     from latxa.components.eval.aggregate import aggregate
     from latxa.components.eval.runner import run_eval
 
-    res = run_eval(target, suite, out, limit=limit, name=name, tasks=tasks, served_model=served_model, device=device)
+    res = run_eval(target, suite, out, limit=limit, name=name, tasks=tasks, served_model=served_model, device=device,
+                   **(run_options or {}))
     table = aggregate([out], suite=suite)["models"][res.spec.name]
     step = EvalStep(res, metrics_of(table, suite), table["languages"])
     if log:
         step.mlflow_run_id = log_evaluation(out, res.spec.name, suite=suite, variant=variant, tracking_uri=tracking_uri,
                                             experiment=experiment, parent_run_id=parent_run_id,
-                                            params={"eval.limit": limit or 0, "eval.lm_type": res.spec.lm_type},
+                                            params={"eval.limit": limit or 0, "eval.lm_type": res.spec.lm_type,
+                                                    "eval.kind": res.spec.kind, "eval.chat": res.spec.chat,
+                                                    "eval.model_args": res.spec.args_string()},
                                             extra_tags=extra_tags)
     return step

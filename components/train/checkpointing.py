@@ -116,7 +116,7 @@ class CheckpointPolicy:
         final = step >= self.total
         reasons = [name for name, on in (
             ("final", final), ("epoch", bool(self.every_epoch and step % self.every_epoch == 0)),
-            ("steps", bool(self.every and step % self.every == 0)), ("time", timed), ("stop", stop)) if on]
+            ("interval", bool(self.every and step % self.every == 0)), ("time", timed), ("stop", stop)) if on]
         scheduled = any(r in ("final", "epoch") for r in reasons)
         return Decision(save=bool(reasons), stop=stop and not final, reasons=tuple(reasons),
                         keep_score=float(step + (KEEP_BONUS if scheduled else 0)))

@@ -1,8 +1,9 @@
 """The per-worker training loop (what Ray Train's ``TorchTrainer`` runs on every worker).
 
 One code path for every scale: plain DDP (ZeRO stage 0) or a DeepSpeed engine (ZeRO 1/2/3), CPU with gloo
-or GPU with NCCL. The same function also runs in a single plain process (:class:`LocalContext`), which is
-what the benchmark's baseline uses.
+or GPU with NCCL. :class:`TrainRecipe` holds the run (setup, step, checkpoint, report, with hook points for
+checkpoint triggers and per-step work); :func:`run_worker` runs it. The same recipe also runs in a single plain
+process (:class:`LocalContext`), which is what the benchmarks use.
 
 Loss: token-weighted mean over the whole global batch (all micro-batches of all ranks), as one big batch
 would give; the step's trainable-token count is all-reduced before the backward passes.
@@ -10,7 +11,7 @@ would give; the step's trainable-token count is all-reduced before the backward 
 Checkpoints (when :class:`latxa.components.train.checkpointing.CheckpointPolicy` says so: saves per epoch, every
 ``checkpoint_every`` steps, every ``checkpoint_minutes``, on a stop request (SIGUSR1), at the end) hold model,
 optimizer, scheduler, step and each rank's RNG state; a stop request ends the loop right after its checkpoint.
-The held-out loss (:class:`latxa.components.train.heldout.HeldoutEval`) runs ``evals_per_epoch`` times per epoch. the batch order is a pure function of (seed, epoch), so a resumed run continues
+The held-out loss (:class:`latxa.components.train.heldout.HeldoutEval`) runs ``evals_per_epoch`` times per epoch; the batch order is a pure function of (seed, epoch), so a resumed run continues
 exactly where the checkpoint was taken. ``ray.train.report`` is called only with checkpoints (it costs
 about a second); per-step metrics go straight to MLflow from rank 0, buffered until each checkpoint.
 """
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -202,7 +204,7 @@ def _stack(values):
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# The recipe
 # ---------------------------------------------------------------------------------------------
 class _Metrics:
     """Rank 0's per-step metrics, sent to MLflow in batches (at checkpoints and at the end)."""
@@ -253,236 +255,396 @@ class _Metrics:
             self.logger.close()
 
 
+@dataclass
+class TrainerState:
+    """What a checkpoint restores besides the model/optimizer/scheduler tensors."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    last_loss: float | None = None
+    first_loss: float | None = None
+    resumed_at: int = 0
+
+
+@dataclass
+class StepStats:
+    """One optimizer step as this rank saw it."""
+
+    loss_sum: float            # this rank's summed token losses (all its micro-batches)
+    global_tokens: float       # trainable tokens of the whole global batch (all ranks)
+    tokens: int                # tokens of the whole global batch (all ranks, padding included)
+    lr: float
+    grad_norm: float
+    seconds: float
+    cpu_seconds: float
+
+
+@dataclass
+class _Throughput:
+    """Timed steps (after the benchmark warm-up) and the current logging window."""
+
+    tokens: int = 0
+    trainable: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    steps: int = 0
+    window_t0: float = field(default_factory=time.perf_counter)
+    window_tokens: int = 0
+
+
+class TrainRecipe:
+    """The training run of one worker, in the shape of a torchtune recipe.
+
+    ``setup()`` builds everything (model, engine, optimizer, checkpoint restore, data, logging); ``train()`` runs
+    the steps and returns the final report. Hook points for subclasses and callers:
+
+    - :meth:`should_checkpoint` ``(step) -> reason | None``: whether to checkpoint after ``step``
+      (``"interval"`` every ``checkpoint_every`` steps, ``"final"`` at the last step);
+    - :meth:`save_checkpoint` ``(reason)``: checkpoint now (every rank calls it; Ray merges the ranks' files);
+    - :meth:`on_step_end` ``(step, stats)``: after each optimizer step, before the checkpoint decision;
+    - :meth:`request_stop`: end the loop after the current step (its checkpoint, if any, is written first).
+    """
+
+    def __init__(self, plan, ctx) -> None:
+        self.plan, self.ctx = plan, ctx
+        self.rank, self.world = ctx.rank, ctx.world_size
+        self.state = TrainerState()
+        self.stop_requested = False
+        self.last_report: dict[str, Any] | None = None
+        self._throughput = _Throughput()
+        self._order, self._order_epoch = None, -1
+        self.engine = None            # the DeepSpeed engine (ZeRO 1/2/3), else None
+        self.net = None               # what the forward pass calls: engine, DDP wrapper or the model
+        self.progress = None
+        self.metrics: _Metrics | None = None
+        self._neftune = None
+
+    # --- setup ---------------------------------------------------------------------------------
+    def setup(self) -> "TrainRecipe":
+        if self.world != self.plan.world_size:
+            raise RuntimeError(f"plan expects {self.plan.world_size} workers but {self.world} started")
+        self.device = self.ctx.device()
+        seed_everything(self.plan.seed + self.rank)
+        self._setup_model()
+        self._setup_optimizer()
+        self._setup_engine()
+        self._restore_checkpoint()
+        self._setup_data()
+        self._setup_logging()
+        self._setup_production()
+        return self
+
+    @property
+    def use_deepspeed(self) -> bool:
+        return self.plan.deepspeed_stage > 0
+
+    def _setup_model(self) -> None:
+        self.model = load_model(self.plan, self.device)
+        self._neftune = add_neftune(self.model, self.plan.neftune_alpha)
+
+    def _setup_optimizer(self) -> None:
+        from latxa.components.train.optim import build_optimizer, build_scheduler
+
+        self.optimizer = build_optimizer(self.model, self.plan)
+        self.scheduler = build_scheduler(self.optimizer, self.plan)
+
+    def _setup_engine(self) -> None:
+        """Wrap the model for data parallelism: a DeepSpeed engine (ZeRO 1/2/3), DDP, or nothing (one rank)."""
+        if self.use_deepspeed:
+            if self.plan.backend == "cpu":
+                os.environ.setdefault("DS_ACCELERATOR", "cpu")
+                _skip_cpu_inference_shm_op()
+            import deepspeed
+
+            from latxa.components.train.optim import deepspeed_config
+
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
+                config=deepspeed_config(self.plan), dist_init_required=_dist() is None and self.world > 1)
+            self.net = self.engine
+        elif _dist() is not None and self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        else:
+            self.net = self.model
+
+    def _restore_checkpoint(self) -> None:
+        with self.ctx.latest_checkpoint() as ckpt:
+            if ckpt is None:
+                return
+            self.state = self._load_checkpoint(ckpt)
+            if self.rank == 0:
+                print(f"[train] resumed from {ckpt} at step {self.state.step}/{self.plan.total_steps}", flush=True)
+
+    def _setup_data(self) -> None:
+        from latxa.components.train.data import open_packed
+
+        self.dataset = open_packed(self.plan.data_dir)
+
+    def _setup_logging(self) -> None:
+        self.metrics = _Metrics(self.plan, self.rank)
+        if self.rank == 0:
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=self.plan.total_steps, initial=self.state.step, desc=f"train {self.plan.variant}",
+                                 unit="step", mininterval=2.0, ascii=True, dynamic_ncols=False, ncols=100)
+
+    def _setup_production(self) -> None:
+        """The checkpoint policy (saves per epoch, time-based, stop requests) and the held-out loss: issue 15."""
+        from latxa.components.train.checkpointing import CheckpointPolicy
+        from latxa.components.train.heldout import HeldoutEval
+
+        def reduce(values: list[float]) -> list[float]:
+            return _all_reduce_sum(values, self.device)
+
+        self.policy = CheckpointPolicy(self.plan, self.rank, reduce)
+        self.heldout = HeldoutEval(self.plan, self.rank, self.world, self.device, reduce) if self.plan.heldout else None
+        self._decision = None
+
+    def forward_logits(self, input_ids, position_ids):
+        """The training forward (packed-document attention) without a loss: what the held-out loss runs."""
+        import torch
+
+        from latxa.components.train.data import packed_attention_mask
+
+        mask = packed_attention_mask(position_ids, torch.float32 if self.plan.precision == "fp32" else torch.bfloat16)
+        with self._autocast():
+            return self.net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
+
+    # --- the loop ------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Run the remaining steps; returns the final report (rank 0's view of the metrics)."""
+        plan = self.plan
+        self.model.train()
+        while self.state.step < plan.total_steps and not self.stop_requested:
+            batches = self._step_batches(self.state.step)
+            stats = self.train_step(batches)
+            self.state.step += 1
+            self._record(stats)
+            self.on_step_end(self.state.step, stats)
+            reason = self.should_checkpoint(self.state.step)
+            if reason is not None:
+                self.save_checkpoint(reason)
+        self.close()
+        if self.last_report is None:   # resumed from the final checkpoint: nothing left to do
+            self.last_report = self.report()
+            self.ctx.report(self.last_report, None, None)
+        return self.last_report
+
+    def _step_batches(self, step: int) -> list[dict]:
+        """This rank's micro-batches (CPU tensors) of optimizer step ``step``; batch order is a function of step."""
+        import numpy as np
+        import torch
+
+        from latxa.components.train.data import epoch_order, rank_micro_batches
+
+        plan = self.plan
+        epoch, in_epoch = divmod(step, plan.steps_per_epoch)
+        if epoch != self._order_epoch:
+            self._order = epoch_order(plan.num_rows, plan.global_batch, plan.seed, epoch, plan.shuffle)
+            self._order_epoch = epoch
+        batches = []
+        for rows in rank_micro_batches(self._order[in_epoch], self.rank, self.world, plan.micro_batch_size):
+            b = self.dataset[np.sort(rows).tolist()]
+            batches.append({k: torch.as_tensor(_stack(b[k]), dtype=torch.long)
+                            for k in ("input_ids", "labels", "position_ids")})
+        return batches
+
+    def train_step(self, batches: list[dict]) -> StepStats:
+        """Forward/backward over this rank's micro-batches, then one optimizer step."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        # token t predicts token t+1: the label of each row's first position is never a target
+        local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        (global_tokens,) = _all_reduce_sum([local_tokens], self.device)
+        global_tokens = max(global_tokens, 1.0)
+        lr = self.scheduler.get_last_lr()[0]
+        loss_sum = 0.0
+        for i, batch in enumerate(batches):
+            loss_sum += self._forward_backward(batch, global_tokens=global_tokens, sync=i == len(batches) - 1)
+        grad_norm = self._optimizer_step()
+        tokens = sum(int(b["input_ids"].numel()) for b in batches) * self.world
+        return StepStats(loss_sum=loss_sum, global_tokens=global_tokens, tokens=tokens, lr=lr, grad_norm=grad_norm,
+                         seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+
+    def _autocast(self):
+        import torch
+
+        if self.plan.precision == "bf16" and not self.use_deepspeed:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _forward_backward(self, batch: dict, *, global_tokens: float, sync: bool) -> float:
+        """One micro-batch; returns its summed token loss. Gradients accumulate into the model."""
+        import torch
+
+        from latxa.components.train.data import packed_attention_mask
+
+        plan = self.plan
+        input_ids = batch["input_ids"].to(self.device)
+        labels = batch["labels"].to(self.device)
+        position_ids = batch["position_ids"].to(self.device)
+        mask = packed_attention_mask(position_ids, torch.float32 if plan.precision == "fp32" else torch.bfloat16)
+        ddp = not self.use_deepspeed and self.net is not self.model
+        with (self.net.no_sync() if ddp and not sync else nullcontext()):
+            with self._autocast():
+                out = self.net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
+            logits = out.logits[:, :-1, :].float()
+            tgt = labels[:, 1:]
+            summed = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum")
+            # gradient of the global token-weighted mean: DDP and DeepSpeed average over ranks (x world);
+            # DeepSpeed also divides by gradient_accumulation_steps (x accum).
+            scale = self.world * (plan.grad_accum if self.use_deepspeed else 1) / global_tokens
+            if self.use_deepspeed:
+                self.engine.backward(summed * scale)
+                self.engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
+            else:
+                (summed * scale).backward()
+        return float(summed.detach())
+
+    def _optimizer_step(self) -> float:
+        """Clip, step, schedule, zero the gradients (DeepSpeed did all of it in ``engine.step``); the grad norm."""
+        import torch
+
+        if self.use_deepspeed:
+            norm = self.engine.get_global_grad_norm()
+            return float(norm) if norm is not None else float("nan")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _record(self, stats: StepStats) -> None:
+        """Throughput counters, token count, and (every ``log_every`` steps) the loss and metrics to MLflow."""
+        plan, step, tp = self.plan, self.state.step, self._throughput
+        self.state.tokens_seen += int(stats.global_tokens)
+        if step > plan.bench_steps_to_skip + self.state.resumed_at:
+            tp.steps += 1
+            tp.tokens += stats.tokens
+            tp.trainable += int(stats.global_tokens)
+            tp.seconds += stats.seconds
+            tp.cpu_seconds += stats.cpu_seconds
+        tp.window_tokens += stats.tokens
+        if step % plan.log_every == 0 or step == plan.total_steps or step == 1:
+            (loss_total,) = _all_reduce_sum([stats.loss_sum], self.device)
+            loss = loss_total / stats.global_tokens
+            self.state.last_loss = loss
+            if self.state.first_loss is None:
+                self.state.first_loss = loss
+            now = time.perf_counter()
+            self.metrics.add(step, {"loss": loss, "lr": stats.lr, "grad_norm": stats.grad_norm,
+                                    "tokens_seen": self.state.tokens_seen,
+                                    "tokens_per_s": tp.window_tokens / max(now - tp.window_t0, 1e-9),
+                                    "epoch": step / plan.steps_per_epoch})
+            tp.window_t0, tp.window_tokens = now, 0
+            if self.progress is not None:
+                self.progress.set_postfix(loss=f"{loss:.4f}", lr=f"{stats.lr:.2e}", refresh=False)
+        if self.progress is not None:
+            self.progress.update(1)
+
+    # --- hooks ---------------------------------------------------------------------------------
+    def on_step_end(self, step: int, stats: StepStats) -> None:  # noqa: ARG002 (the hook signature)
+        """Called on every rank after optimizer step ``step`` (1-based), before :meth:`should_checkpoint`: the
+        held-out loss ``evals_per_epoch`` times per epoch (every rank runs it: ZeRO-3 gathers in each forward)."""
+        if self.heldout is not None and self.heldout.due(step):
+            values = self.heldout.run(self.model, self.forward_logits)
+            self.metrics.add(step, values)
+            if self.rank == 0:
+                print(f"[train] step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def should_checkpoint(self, step: int) -> str | None:
+        """The reason to checkpoint after ``step`` (1-based), or None; every rank answers the same (the policy
+        all-reduces rank 0's clock and stop-request check). A stop request (SIGUSR1) also ends the loop."""
+        self._decision = d = self.policy.decide(step)
+        if d.stop:
+            self.request_stop()
+        return "+".join(d.reasons) if d.save else None
+
+    def request_stop(self) -> None:
+        """End :meth:`train` after the current step (and its checkpoint, if one is due)."""
+        self.stop_requested = True
+
+    # --- checkpoints and the report -------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """The metrics reported with each checkpoint and returned at the end (the one place they are built)."""
+        tp, st = self._throughput, self.state
+        return {"step": st.step, "loss": st.last_loss, "first_loss": st.first_loss, "tokens_seen": st.tokens_seen,
+                "tokens_per_s": tp.tokens / tp.seconds if tp.seconds else 0.0,
+                "trainable_tokens_per_s": tp.trainable / tp.seconds if tp.seconds else 0.0,
+                # per CPU-second of this worker process (all its threads): robust to a shared machine
+                "tokens_per_cpu_s": tp.tokens / self.world / tp.cpu_seconds if tp.cpu_seconds else 0.0,
+                "timed_steps": tp.steps,
+                # Ray keeps the best keep_checkpoints by this score (scheduled saves first) and always the latest
+                "keep_score": d.keep_score if (d := getattr(self, "_decision", None)) else float(st.step),
+                "stopped_for_requeue": float(bool(d and d.stop))}
+
+    def save_checkpoint(self, reason: str) -> None:
+        """Checkpoint the current step on every rank and hand it to the context (Ray merges the ranks' files)."""
+        import torch
+
+        step = self.state.step
+        self.metrics.flush()
+        self.last_report = self.report()
+        if self.stop_requested and self.rank == 0:
+            print(f"[train] stop requested: checkpoint at step {step}/{self.plan.total_steps} saved; stopping to be "
+                  "requeued", flush=True)
+        if not getattr(self.ctx, "checkpoints", True):
+            self.ctx.report(dict(self.last_report), None, None)
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f"latxa-ckpt-{step}-r{self.rank}-"))
+        try:
+            if self.engine is not None:
+                self.engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={"latxa_step": step}, save_latest=True)
+            elif self.rank == 0:
+                torch.save(self.model.state_dict(), tmp / MODEL_FILE)
+                torch.save(self.optimizer.state_dict(), tmp / OPTIM_FILE)
+                torch.save(self.scheduler.state_dict(), tmp / SCHED_FILE)
+            torch.save(rng_state(), tmp / f"rng_rank{self.rank}.pt")
+            if self.rank == 0:
+                (tmp / STATE_FILE).write_text(json.dumps(self._trainer_state(reason), indent=2) + "\n", encoding="utf-8")
+            self.ctx.report(dict(self.last_report), tmp, f"step-{step:08d}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _trainer_state(self, reason: str) -> dict[str, Any]:
+        plan, st = self.plan, self.state
+        return {"step": st.step, "checkpoint_reason": reason, "tokens_seen": st.tokens_seen, "last_loss": st.last_loss, "first_loss": st.first_loss,
+                "world_size": plan.world_size, "deepspeed_stage": plan.deepspeed_stage, "variant": plan.variant,
+                "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps,
+                "model_size": getattr(plan, "model_size", "8b"), "model_name": getattr(plan, "model_name", None)}
+
+    def _load_checkpoint(self, path: Path) -> TrainerState:
+        import torch
+
+        plan = self.plan
+        saved = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        if saved["world_size"] != plan.world_size or saved["deepspeed_stage"] != plan.deepspeed_stage:
+            raise RuntimeError(
+                f"checkpoint {path} was written by {saved['world_size']} workers at ZeRO stage "
+                f"{saved['deepspeed_stage']}; resume with the same layout")
+        if self.engine is not None:
+            self.engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        else:
+            self.model.load_state_dict(torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True))
+            self.optimizer.load_state_dict(torch.load(path / OPTIM_FILE, map_location="cpu", weights_only=True))
+            self.scheduler.load_state_dict(torch.load(path / SCHED_FILE, map_location="cpu", weights_only=True))
+        set_rng_state(torch.load(path / f"rng_rank{self.rank}.pt", weights_only=False))
+        return TrainerState(step=saved["step"], tokens_seen=saved["tokens_seen"], last_loss=saved["last_loss"],
+                            first_loss=saved["first_loss"], resumed_at=saved["step"])
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self._neftune is not None:
+            self._neftune.remove()
+            self._neftune = None
+
+
 def run_worker(plan, ctx) -> dict:
     """Train according to ``plan`` on this worker; returns the final metrics (rank 0's view)."""
-    import numpy as np
-    import torch
-
-    from latxa.components.train.data import epoch_order, open_packed, packed_attention_mask, rank_micro_batches
-    from latxa.components.train.optim import build_optimizer, build_scheduler, deepspeed_config
-
-    rank, world = ctx.rank, ctx.world_size
-    if world != plan.world_size:
-        raise RuntimeError(f"plan expects {plan.world_size} workers but {world} started")
-    device = ctx.device()
-    seed_everything(plan.seed + rank)
-    model = load_model(plan, device)
-    neft = add_neftune(model, plan.neftune_alpha)
-    optimizer = build_optimizer(model, plan)
-    scheduler = build_scheduler(optimizer, plan)
-    use_ds = plan.deepspeed_stage > 0
-    engine = None
-    if use_ds:
-        if plan.backend == "cpu":
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")
-            _skip_cpu_inference_shm_op()
-        import deepspeed
-
-        engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(plan),
-            dist_init_required=_dist() is None and world > 1)
-        net = engine
-    elif _dist() is not None and world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        net = model
-
-    state = {"step": 0, "tokens_seen": 0, "last_loss": None, "first_loss": None}
-    with ctx.latest_checkpoint() as ckpt:
-        if ckpt is not None:
-            state = _load_checkpoint(ckpt, plan, rank, model, optimizer, scheduler, engine)
-            if rank == 0:
-                print(f"[train] resumed from {ckpt} at step {state['step']}/{plan.total_steps}", flush=True)
-
-    amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-           if plan.precision == "bf16" and not use_ds else nullcontext())
-    ds = open_packed(plan.data_dir)
-    metrics = _Metrics(plan, rank)
-    from latxa.components.train.checkpointing import CheckpointPolicy
-    from latxa.components.train.heldout import HeldoutEval
-
-    def reduce(values: list[float]) -> list[float]:
-        return _all_reduce_sum(values, device)
-
-    policy = CheckpointPolicy(plan, rank, reduce)
-    heldout = HeldoutEval(plan, rank, world, device, reduce) if plan.heldout else None
-
-    def forward_logits(input_ids, position_ids):
-        """The training forward (packed-document attention), for the held-out loss."""
-        mask = packed_attention_mask(position_ids, torch.float32 if plan.precision == "fp32" else torch.bfloat16)
-        with amp:
-            return net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
-    progress = None
-    if rank == 0:
-        from tqdm import tqdm
-
-        progress = tqdm(total=plan.total_steps, initial=state["step"], desc=f"train {plan.variant}", unit="step",
-                        mininterval=2.0, ascii=True, dynamic_ncols=False, ncols=100)
-    model.train()
-    timed_tokens, timed_trainable, timed_seconds, timed_steps, timed_cpu = 0, 0, 0.0, 0, 0.0
-    window_t0, window_tokens = time.perf_counter(), 0
-    last_report: dict[str, Any] = {}
-    order, order_epoch = None, -1
-    step = state["step"]
-    while step < plan.total_steps:
-        epoch, in_epoch = divmod(step, plan.steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(plan.num_rows, plan.global_batch, plan.seed, epoch, plan.shuffle), epoch
-        t0, c0 = time.perf_counter(), time.process_time()
-        micro = rank_micro_batches(order[in_epoch], rank, world, plan.micro_batch_size)
-        batches = []
-        local_tokens = 0
-        for rows in micro:
-            b = ds[np.sort(rows).tolist()]
-            batch = {k: torch.as_tensor(_stack(b[k]), dtype=torch.long) for k in ("input_ids", "labels", "position_ids")}
-            # shift once here: token t predicts token t+1; the label of the last position is dropped
-            local_tokens += int((batch["labels"][:, 1:] != -100).sum())
-            batches.append(batch)
-        (global_tokens,) = _all_reduce_sum([local_tokens], device)
-        global_tokens = max(global_tokens, 1.0)
-        loss_sum = 0.0
-        lr = scheduler.get_last_lr()[0]
-        for i, batch in enumerate(batches):
-            input_ids = batch["input_ids"].to(device)
-            labels = batch["labels"].to(device)
-            position_ids = batch["position_ids"].to(device)
-            mask = packed_attention_mask(position_ids, torch.float32 if plan.precision == "fp32" else torch.bfloat16)
-            sync = (i == len(batches) - 1)
-            no_sync = net.no_sync() if (not use_ds and net is not model and not sync) else nullcontext()
-            with no_sync:
-                with amp:
-                    out = net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
-                logits = out.logits[:, :-1, :].float()
-                tgt = labels[:, 1:]
-                summed = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum")
-                # gradient of the global token-weighted mean: DDP and DeepSpeed average over ranks (x world);
-                # DeepSpeed also divides by gradient_accumulation_steps (x accum).
-                scale = world * (plan.grad_accum if use_ds else 1) / global_tokens
-                if use_ds:
-                    engine.backward(summed * scale)
-                    engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
-                else:
-                    (summed * scale).backward()
-            loss_sum += float(summed.detach())
-        if use_ds:
-            grad_norm = engine.get_global_grad_norm()
-            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-        else:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), plan.max_grad_norm))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens = sum(int(b["input_ids"].numel()) for b in batches) * world
-        state["tokens_seen"] += int(global_tokens)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        if step > plan.bench_steps_to_skip + state.get("resumed_at", 0):
-            timed_steps += 1
-            timed_tokens += tokens
-            timed_trainable += int(global_tokens)
-            timed_seconds += dt
-            timed_cpu += dc
-        window_tokens += tokens
-        want_log = step % plan.log_every == 0 or step == plan.total_steps or step == 1
-        if want_log:
-            (loss_total,) = _all_reduce_sum([loss_sum], device)
-            loss = loss_total / global_tokens
-            state["last_loss"] = loss
-            if state["first_loss"] is None:
-                state["first_loss"] = loss
-            now = time.perf_counter()
-            values = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": state["tokens_seen"],
-                      "tokens_per_s": window_tokens / max(now - window_t0, 1e-9), "epoch": step / plan.steps_per_epoch}
-            window_t0, window_tokens = now, 0
-            metrics.add(step, values)
-            if progress is not None:
-                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-        if progress is not None:
-            progress.update(1)
-        if heldout is not None and heldout.due(step):
-            values = heldout.run(model, forward_logits)
-            metrics.add(step, values)
-            if rank == 0:
-                print(f"[train] step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
-        decision = policy.decide(step)
-        if decision.save:
-            last_report = {"step": step, "loss": state["last_loss"], "first_loss": state["first_loss"],
-                           "tokens_seen": state["tokens_seen"],
-                           "tokens_per_s": timed_tokens / timed_seconds if timed_seconds else 0.0,
-                           "trainable_tokens_per_s": timed_trainable / timed_seconds if timed_seconds else 0.0,
-                           # per CPU-second of this worker process (all its threads): robust to a shared machine
-                           "tokens_per_cpu_s": timed_tokens / world / timed_cpu if timed_cpu else 0.0,
-                           "timed_steps": timed_steps, "keep_score": decision.keep_score,
-                           "stopped_for_requeue": float(decision.stop)}
-            metrics.flush()
-            _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, engine, last_report)
-            policy.saved()
-            if decision.stop:
-                if rank == 0:
-                    print(f"[train] stop requested: checkpoint at step {step}/{plan.total_steps} saved; stopping "
-                          "to be requeued", flush=True)
-                break
-    if progress is not None:
-        progress.close()
-    metrics.close()
-    if neft is not None:
-        neft.remove()
-    if not last_report:  # resumed from the final checkpoint: nothing left to do
-        last_report = {"step": step, "loss": state["last_loss"], "first_loss": state["first_loss"],
-                       "tokens_seen": state["tokens_seen"], "tokens_per_s": 0.0, "trainable_tokens_per_s": 0.0,
-                       "timed_steps": 0}
-        ctx.report(last_report, None, None)
-    return last_report
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------
-def _save_and_report(ctx, plan, rank, step, state, model, optimizer, scheduler, engine, metrics) -> None:
-    import torch
-
-    if not getattr(ctx, "checkpoints", True):
-        ctx.report(dict(metrics), None, None)
-        return
-    tmp = Path(tempfile.mkdtemp(prefix=f"latxa-ckpt-{step}-r{rank}-"))
-    try:
-        trainer_state = {"step": step, "tokens_seen": state["tokens_seen"], "last_loss": state["last_loss"],
-                         "first_loss": state["first_loss"], "world_size": plan.world_size,
-                         "deepspeed_stage": plan.deepspeed_stage, "variant": plan.variant,
-                         "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps,
-                         "model_size": getattr(plan, "model_size", "8b"), "model_name": getattr(plan, "model_name", None)}
-        if engine is not None:
-            engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={"latxa_step": step}, save_latest=True)
-        elif rank == 0:
-            torch.save(model.state_dict(), tmp / MODEL_FILE)
-            torch.save(optimizer.state_dict(), tmp / OPTIM_FILE)
-            torch.save(scheduler.state_dict(), tmp / SCHED_FILE)
-        torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
-        if rank == 0:
-            (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
-        ctx.report(dict(metrics), tmp, f"step-{step:08d}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _load_checkpoint(path: Path, plan, rank, model, optimizer, scheduler, engine) -> dict:
-    import torch
-
-    trainer_state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    if trainer_state["world_size"] != plan.world_size or trainer_state["deepspeed_stage"] != plan.deepspeed_stage:
-        raise RuntimeError(
-            f"checkpoint {path} was written by {trainer_state['world_size']} workers at ZeRO stage "
-            f"{trainer_state['deepspeed_stage']}; resume with the same layout")
-    if engine is not None:
-        engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
-    else:
-        model.load_state_dict(torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True))
-        optimizer.load_state_dict(torch.load(path / OPTIM_FILE, map_location="cpu", weights_only=True))
-        scheduler.load_state_dict(torch.load(path / SCHED_FILE, map_location="cpu", weights_only=True))
-    set_rng_state(torch.load(path / f"rng_rank{rank}.pt", weights_only=False))
-    return {"step": trainer_state["step"], "tokens_seen": trainer_state["tokens_seen"],
-            "last_loss": trainer_state["last_loss"], "first_loss": trainer_state["first_loss"],
-            "resumed_at": trainer_state["step"]}
+    return TrainRecipe(plan, ctx).setup().train()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latxa.serving.arena.app import _token_hash
+from latxa.serving.arena.core import _token_hash
 from latxa.serving.arena.db import Battle, Participant, Session, Turn, open_db, utcnow
 
 

@@ -68,3 +68,26 @@ class _Helpers:
 def h():
     """Helpers for writing small data files and configs (importlib mode: tests cannot import conftest)."""
     return _Helpers
+
+
+def run_inproc(*argv: str) -> tuple[int, str, str]:
+    """The real `latxa` entry point in this process: (exit status, stdout, stderr). Any exception that is not
+    a SystemExit (a traceback a user would see) propagates and fails the test."""
+    import contextlib
+    import io
+
+    from latxa.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def inproc():
+    return run_inproc

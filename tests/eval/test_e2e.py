@@ -46,15 +46,32 @@ def cli_module():
     return run
 
 
+def _results(out: Path) -> dict:
+    """task -> the lm-eval results file holding it (the runner writes one file per task, as the study did)."""
+    by_task = {}
+    for path in sorted((out / "tiny").glob("results_*.json")):
+        data = json.loads(path.read_text())
+        for task in data["results"]:
+            by_task[task] = data
+    return by_task
+
+
 def test_run_writes_lm_eval_results_and_samples(eu_mini_run):
     res, out, _ = eu_mini_run
-    (results_file,) = sorted((out / "tiny").glob("results_*.json"))
-    data = json.loads(results_file.read_text())
     tasks = ["eu_mini_eus_trivia", "eu_mini_eus_exams", "eu_mini_qnli", "eu_mini_truthfulqa_mc1"]
-    assert sorted(data["results"]) == sorted(tasks)
-    assert data["fewshot_as_multiturn"] is True and data["chat_template"]  # instruct model: chat template
-    assert data["n-shot"]["eu_mini_eus_trivia"] == 5 and data["n-shot"]["eu_mini_truthfulqa_mc1"] == 0
+    files = sorted((out / "tiny").glob("results_*.json"))
+    assert len(files) == 4
+    files = _results(out)
+    assert sorted(files) == sorted(tasks)
     for task in tasks:
+        data = files[task]
+        assert list(data["results"]) == [task]
+        assert data["fewshot_as_multiturn"] is True and data["chat_template"]  # instruct model: chat template
+        assert data["latxa"]["model_kind"] == "instruct" and data["latxa"]["apply_chat_template"] is True
+    assert files["eu_mini_eus_trivia"]["n-shot"]["eu_mini_eus_trivia"] == 5
+    assert files["eu_mini_truthfulqa_mc1"]["n-shot"]["eu_mini_truthfulqa_mc1"] == 0
+    for task in tasks:
+        data = files[task]
         assert data["n-samples"][task]["effective"] == 3
         (sfile,) = list((out / "tiny").glob(f"samples_{task}_*.jsonl"))
         rows = _samples(sfile)
@@ -91,15 +108,15 @@ def test_mlflow_nested_run_under_the_variant(eu_mini_run):
     ev = evals[0]
     assert ev.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
     assert ev.data.tags[tracking.TAG_VARIANT] == "exp_2_101"
-    (results_file,) = sorted((out / "tiny").glob("results_*.json"))
-    results = json.loads(results_file.read_text())["results"]
+    results_files = sorted((out / "tiny").glob("results_*.json"))
+    results = {t: m for f in results_files for t, m in json.loads(f.read_text())["results"].items()}
     for task, metrics in results.items():
         assert ev.data.metrics[tracking.eval_task_metric("eu-mini", task)] == pytest.approx(100 * metrics["acc,none"])
     assert ev.data.metrics[tracking.eval_mean_metric("eu-mini", "eu")] == pytest.approx(
         sum(100 * m["acc,none"] for m in results.values()) / 4)
     arts = {a.path for a in client.list_artifacts(ev.info.run_id, "eval")}
     assert {"eval/aggregate.json", "eval/tables.md", "eval/languages.png", "eval/categories.png", "eval/lm_eval"} <= arts
-    assert [a.path for a in client.list_artifacts(ev.info.run_id, "eval/lm_eval")] == [f"eval/lm_eval/{results_file.name}"]
+    assert [a.path for a in client.list_artifacts(ev.info.run_id, "eval/lm_eval")] == [f"eval/lm_eval/{f.name}" for f in results_files]
 
 
 def test_eval_log_nests_a_second_evaluation_under_the_same_variant_run(eu_mini_run, cli):

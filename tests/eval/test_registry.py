@@ -64,3 +64,37 @@ def test_a_registry_with_a_bad_language_names_the_entry(tmp_path):
     bad.write_text("categories: {knowledge: K}\nlanguages: {eu: Basque}\nstudy:\n  - {task: x, language: fr, category: knowledge}\n")
     with pytest.raises(EvalError, match=r"reg.yaml:study\[0\].*language 'fr'"):
         load_registry(bad)
+
+
+def test_study_suites_resolve_each_task_to_the_right_definition():
+    """lm-eval-sourced tasks come from the lm-eval folder the registry names; ours replace lm-eval's by name."""
+    from latxa.components.eval.registry import PAPER_DIR
+    from latxa.components.eval.taskdefs import lm_eval_tasks_dir, task_manager
+
+    suite = default_registry().suite("paper")
+    tm = task_manager(suite)
+    root = lm_eval_tasks_dir()
+    for b in suite.benchmarks:
+        path = tm.task_index[b.task].yaml_path
+        if b.source == "lm-eval":
+            assert path.is_relative_to(root / b.lm_eval_folder), b.task
+        else:
+            assert b.source == "latxa-instruct" and path.is_relative_to(PAPER_DIR), b.task
+    # lm-eval 0.4.13's own bbq is a different task, and its eus_exams_eu only a tag: ours win
+    assert tm.task_index["bbq"].kind.name == "GROUP" and tm.task_index["eus_exams_eu"].kind.name == "GROUP"
+
+
+def test_paper_api_is_the_studys_api_protocol():
+    api = default_registry().suite("paper-api")
+    assert api.generative_mc and api.system_instruction == "Respond always with a single letter: A, B, C or D."
+    assert api.tasks == ["belebele_eus_Latn", "bertaqa_eu_global", "bertaqa_eu_local", "eus_proficiency", "eus_reading",
+                         "eus_trivia", "eus_exams_eu", "mmlu_eu", "mgsm_native_cot_eu", "mgsm_native_cot_en",
+                         "mgsm_native_cot_es"]
+
+
+def test_an_lm_eval_task_without_its_folder_is_refused(tmp_path):
+    bad = tmp_path / "reg.yaml"
+    bad.write_text("categories: {knowledge: K}\nlanguages: {eu: Basque}\ndefaults: {source: lm-eval}\n"
+                   "study:\n  - {task: x, language: eu, category: knowledge}\n")
+    with pytest.raises(EvalError, match=r"reg.yaml:study\[0\]: benchmark 'x' comes from lm-eval but names no lm_eval_folder"):
+        load_registry(bad)

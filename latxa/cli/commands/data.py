@@ -29,8 +29,9 @@ def register(app: typer.Typer) -> None:
     )
     def prepare_cmd(
         variant: str = typer.Option(..., "--variant", help="Variant code, e.g. exp_2_101."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (replaced if it holds an older prepared "
-                                           "dataset; default: <state>/data/<variant>)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <state>/data/<variant>). "
+                                           "Replaced only if it holds a dataset this tool wrote and nothing else; "
+                                           "any other folder or file is refused and left as it is."),
         config: Optional[Path] = typer.Option(None, "--config", help="Data-source YAML (default: the shipped sample, "
                                               "components/configs/data/sample.yaml)."),
         tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Model/tokenizer folder or cached HF name "
@@ -65,13 +66,9 @@ def register(app: typer.Typer) -> None:
     @group.command("show", help="Print a prepared dataset's stats.json (and manifest) as JSON."
                    + example("latxa data show /tmp/exp_2_101"))
     def show(path: Path = typer.Argument(..., help="A folder written by `latxa data prepare`.")) -> None:
-        import json
+        from latxa.components.data.load import read_manifest, read_stats
 
-        from latxa.components.data import read_manifest
-
-        manifest = read_manifest(path)
-        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
-        emit_json({"manifest": manifest, "stats": stats})
+        emit_json({"manifest": read_manifest(path), "stats": read_stats(path)})
 
     @group.command(
         "clean",
