@@ -137,7 +137,11 @@ def train(job: TrainJob, progress: bool = True) -> TrainResult:
     if threading.current_thread() is threading.main_thread():
         install_stop_handler(plan.control_dir)
     for folder in (plan.data_dir, *plan.heldout.values()):
-        ensure_arrow(folder)                # one memory-mapped copy for every rank, built by this one process
+        try:
+            ensure_arrow(folder)            # one memory-mapped copy for every rank, built by this one process
+        except OSError as err:              # a read-only data area: each rank reads the shards itself, as before
+            print(f"[train] no shared memory-mapped copy of {folder} ({err.strerror or err}); ranks read the shards",
+                  flush=True)
     if progress:
         print(f"[train] {plan.variant}: {plan.total_steps} steps x {plan.global_batch} rows of {plan.seq_len} tokens "
               f"on {plan.world_size} {plan.backend} worker(s), ZeRO stage {plan.deepspeed_stage}, from {plan.model_name}"
