@@ -168,6 +168,25 @@ class ArenaStack:
                 proc.wait(timeout=5)
         self.procs.clear()
 
+    def restart_api(self, cmd: list[str] | None = None, grace: float = 10.0) -> None:
+        """Stop the arena API and start it again (``cmd``: another command template) on the same port; the UI
+        keeps running and reaches the new one on its next request."""
+        for name, proc in list(self.procs):
+            if name != "arena-api":
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            self.procs.remove((name, proc))
+        if cmd is not None:
+            self.api_cmd = cmd
+        proc, log = self.spawn_api()
+        wait_http(self.api_url + "/api/health", proc, self.api_timeout, "the arena API", log)
+
     def __enter__(self) -> "ArenaStack":
         return self.start()
 

@@ -1,6 +1,6 @@
 """Ratings benchmark: 12,890 votes over 21 models, N bootstrap rounds (default 1000), three dimensions.
 
-Compares, in the same run, the batched Newton bootstrap of latxa.serving.ratings with the straightforward baseline
+Compares, in the same run, the batched Newton bootstrap of latxa.components.arena.ratings with the straightforward baseline
 (the public Chatbot Arena approach): one scikit-learn LogisticRegression refit per bootstrap round. Both
 draw the *same* resamples (vote indices from the same seed), so the ratings and CI bounds must agree; the
 multinomial fast path (what `latxa arena ratings` uses) is timed too.
@@ -36,7 +36,7 @@ def arena_models() -> list[str]:
 
 def synthesize(n: int = 12890, seed: int = 0) -> list[dict]:
     """Votes from a BT model with a tie band, content/language answered separately, winner by the reference rule."""
-    from latxa.serving.ratings import derive_winner
+    from latxa.components.arena.ratings import derive_winner
 
     rng = np.random.default_rng(seed)
     models = arena_models()
@@ -61,7 +61,7 @@ def synthesize(n: int = 12890, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
-    from latxa.serving.ratings import (
+    from latxa.components.arena.ratings import (
         DIMENSIONS,
         bootstrap_bt,
         bootstrap_bt_sklearn,

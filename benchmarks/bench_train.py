@@ -2,7 +2,8 @@
 
 All figures come from one run of this script, on the same tiny model and the same data:
 
-1. plain: a single-process PyTorch loop (AdamW, the same block-diagonal mask and loss, no Ray, no DDP), 1 thread;
+1. plain: a single-process PyTorch loop (AdamW, the same maskless packed attention and fused chunked loss,
+   no Ray, no DDP), 1 thread;
 2. ray-1: `latxa.components.train` on Ray Train with 1 CPU worker (1 thread), DDP path, no MLflow;
 3. ray-2: the same with 2 CPU workers (gloo all-reduce);
 4. plain on padded rows (one conversation per row) versus plain on packed rows: trainable tokens/s.
@@ -40,10 +41,14 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
     import torch
     from transformers import AutoModelForCausalLM
 
-    from latxa.components.train.data import epoch_order, open_packed, packed_attention_mask
+    from latxa.components.train.attention import packed_kwargs, register
+    from latxa.components.train.data import epoch_order, open_packed
+    from latxa.components.train.loss import install_packed_loss, shifted_targets
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+    model.set_attn_implementation(register())      # the same kernels as the recipe: maskless packed attention,
+    install_packed_loss(model, 1024)               # fused chunked loss (the comparison is the loop's overhead)
     model.config.use_cache = False
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
@@ -58,12 +63,9 @@ def plain_loop(model_dir: Path, data_dir: Path, steps: int, warmup: int, micro_b
         b = ds[sorted(rows.tolist())]
         ids, labels, pos = (torch.as_tensor(np.stack(list(b[k])), dtype=torch.long)
                             for k in ("input_ids", "labels", "position_ids"))
-        out = model(input_ids=ids, position_ids=pos, attention_mask=packed_attention_mask(pos, torch.float32))
-        logits = out.logits[:, :-1].float()
-        tgt = labels[:, 1:]
-        count = int((tgt != -100).sum())
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1),
-                                                 ignore_index=-100, reduction="sum") / max(count, 1)
+        count = int((labels[:, 1:] != -100).sum())
+        loss = model(input_ids=ids.reshape(1, -1), position_ids=pos.reshape(1, -1),
+                     targets=shifted_targets(labels).reshape(-1), **packed_kwargs(pos)) / max(count, 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

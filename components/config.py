@@ -62,6 +62,15 @@ class TrainConfig(_Strict):
     keep_checkpoints: Int = Field(2, gt=0, le=10000)
     # Held-out loss (the reference's eval_loss on AYA and Magpie-Ultra-1K) this many times per epoch; 0 = never.
     evals_per_epoch: Int = Field(0, ge=0, le=10000)
+    attention: Literal["auto", "flash_attention_2", "packed_sdpa", "masked_sdpa"] = Field(
+        "auto", description="packed rows: auto = FlashAttention-2 varlen on GPU when installed, else per-document SDPA; "
+        "masked_sdpa = the 4D block-diagonal mask (reference path)")
+    loss_chunk_tokens: Int = Field(1024, ge=0, le=MAX_COUNT,
+                                   description="tokens per chunk of the linear cross-entropy; 0 = one chunk")
+    tf32: Bool = Field(True, description="TF32 matmuls on GPU for what still runs in fp32 (the reference had tf32: false)")
+    fused_adamw: Bool = Field(True, description="torch's fused AdamW on GPU (the reference's adamw_torch_fused)")
+    export_dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+    export_max_shard_size: str = Field("5GB", description="largest safetensors shard of the export")
 
 
 class OptimConfig(_Strict):
@@ -85,6 +94,16 @@ class Profile(_Strict):
     deepspeed_stage: Literal[0, 1, 2, 3] = 0
     offload_optimizer: Bool = False
     model_size: Literal["8b", "70b"] = Field("8b", description="which backbones the profile trains (registry sizes)")
+    fsdp: Literal["none", "full_shard", "hybrid_shard"] = Field(
+        "none", description="FSDP2 sharding (instead of DDP/DeepSpeed): full_shard over all ranks, or hybrid_shard "
+        "inside groups of fsdp_shard_size ranks (a node) replicated across groups")
+    fsdp_shard_size: Int | None = Field(None, gt=0, le=MAX_COUNT, description="hybrid_shard group size (default gpus_per_node)")
+    prefetch_layers: Int = Field(1, ge=0, le=1024, description="FSDP: decoder layers all-gathered ahead in forward and backward")
+    bucket_mb: Int = Field(50, gt=0, le=1_000_000, description="DDP bucket_cap_mb and DeepSpeed reduce/all-gather/prefetch buckets")
+    gpu_memory_gib: Float = Field(0, ge=0, description="memory of one GPU, for `latxa train plan` (0: not planned)")
+    host_memory_gib: Float = Field(0, ge=0, description="usable host memory of one node, for `latxa train plan`")
+    gpu_peak_tflops: Float = Field(312.0, gt=0, description="dense bf16 peak of one GPU (A100: 312, H100 SXM: 989)")
+    plan_model: str | None = Field(None, description="model whose shape `latxa train plan` assumes without --model")
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("deepspeed_stage", mode="before")
@@ -103,7 +122,19 @@ class Profile(_Strict):
             )
         if self.backend == "gpu" and self.gpus_per_worker <= 0:
             raise ValueError("gpus_per_worker must be above 0 for a GPU profile")
+        if self.fsdp != "none" and self.deepspeed_stage:
+            raise ValueError("fsdp and deepspeed_stage exclude each other: set deepspeed_stage 0 with fsdp")
+        if self.fsdp == "hybrid_shard" and self.num_workers % self.shard_group_size:
+            raise ValueError(f"num_workers ({self.num_workers}) must be a multiple of the hybrid shard group "
+                             f"({self.shard_group_size})")
         return self
+
+    @property
+    def shard_group_size(self) -> int:
+        """Ranks one copy of the model is sharded over (all of them unless hybrid sharding)."""
+        if self.fsdp == "hybrid_shard":
+            return self.fsdp_shard_size or self.gpus_per_node or self.num_workers
+        return self.num_workers
 
 
 class StudyConfig(_Strict):
@@ -173,6 +204,7 @@ class ResolvedConfig(BaseModel):
             for key, value in getattr(self.study, section).model_dump().items():
                 out[f"{section}.{key}"] = value
         out["deepspeed_stage"] = self.target.deepspeed_stage
+        out["fsdp"] = self.target.fsdp
         return out
 
 

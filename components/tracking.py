@@ -2,7 +2,11 @@
 
 - one experiment per study (default ``latxa-instruct``),
 - one run per variant (run name = variant code), nested runs for evaluations,
-- a parent run per sweep, tagged ``latxa.sweep``,
+- a run per sweep, tagged ``latxa.sweep``; its variant runs point at it with ``latxa.sweep_run`` rather than
+  MLflow's parent link, so the UI lists every variant as a visible top-level run (a nested run is hidden under a
+  collapsed parent),
+- the experiment opens in MLflow's training view with the study's columns and charts: the saved view
+  ``latxa-study`` (:func:`publish_study_view`) and :func:`experiment_url`,
 - the same tag and param names everywhere (below),
 - one registered model per variant: ``latxa-<code>`` (e.g. ``latxa-exp_2_101``).
 
@@ -13,6 +17,7 @@ folder; set MLFLOW_TRACKING_URI (or pass a URI) for an HTTP tracking server.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from latxa.errors import LatxaError
@@ -31,6 +36,7 @@ TAG_DATA_HASH = "data_hash"
 TAG_GIT_COMMIT = "git_commit"
 TAG_STAGE = "latxa.stage"          # prepare | train | eval | sweep
 TAG_SWEEP = "latxa.sweep"
+TAG_SWEEP_RUN = "latxa.sweep_run"  # on a variant run: the id of its sweep's run
 TAG_KFP_RUN = "kfp.run_id"
 TAG_KFP_TASK = "kfp.task"
 TAG_SLURM_JOB = "slurm.job_id"
@@ -206,24 +212,230 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
 
 
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
-    """Create the study's experiment if needed (artifacts under the state folder for local stores); return its id."""
+    """Create the study's experiment if needed (artifacts under the state folder for local stores) and make sure it
+    opens as a training study in the MLflow UI (:func:`present_experiment`); remember it as the last experiment
+    used (`latxa compare` with no option reads it back); return its id."""
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:") or (is_http(uri) and local_server_uri() == uri):
-        location = (default_artifact_root() / name).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by another step
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:") or (is_http(uri) and local_server_uri() == uri):
+            location = (default_artifact_root() / name).as_uri()
+        try:
+            client.create_experiment(name, artifact_location=location)
+        except Exception:  # created concurrently by another step
+            pass
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            raise
-        return exp.experiment_id
+            raise TrackingUnavailable(f"The MLflow experiment '{name}' could not be created at {uri}.")
+    present_experiment(client, exp)
+    remember_experiment(name, uri)
+    return exp.experiment_id
+
+
+# --------------------------------------------------------------------------------------------
+# How the experiment looks in the MLflow UI (3.x): the training view, the study's columns and charts.
+# --------------------------------------------------------------------------------------------
+# MLflow 3 classifies experiments as GenAI ("genai_development": traces, sessions, judges) or classic model
+# training ("custom_model_development": runs table, charts, models). The tag below records the study as the latter.
+# The 3.17 UI itself follows its global GenAI / Model training switch (browser-local, GenAI by default), which
+# a link overrides with ?workflowType=machine_learning: experiment_url() always carries it.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+TAG_NOTE = "mlflow.note.content"           # the experiment's (and a run's) description in the UI
+# A saved view of the runs page is the experiment tag mlflow.sharedViewState.<id> = {"name", "createdAt",
+# "updatedAt", "state": <the page's UI state as JSON>} and opens with ?viewStateShareKey=<id>; it is listed in the
+# page's "Views" menu. The study's view selects the columns that compare variants and shows every run in the charts.
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+STUDY_VIEW_ID = "latxa-study"
+STUDY_VIEW_NAME = "Latxa study: variants side by side"
+_MEAN_KEY = re.compile(r"^eval\.(?P<suite>[^.]+)\.mean_(?P<lang>[a-z]+)$")
+
+
+def _column(kind: str, name: str) -> str:
+    """A runs-table column id, as the MLflow UI spells it (``metrics.`final_loss```)."""
+    return f"{kind}.`{name}`"
+
+
+def study_view_columns(metric_keys: list[str] | set[str] = ()) -> list[str]:
+    """The columns of the study view: paper name and flags, each eval mean present (suite by suite, eu en es first),
+    final loss, tokens seen."""
+    means = sorted((m["suite"], LANGUAGES.index(m["lang"]) if m["lang"] in LANGUAGES else 9, m["lang"], key)
+                   for key in metric_keys if (m := _MEAN_KEY.match(key)))
+    return ([_column("tags", TAG_PAPER_NAME), _column("tags", TAG_CORPUS_EU), _column("tags", TAG_INST_EU),
+             _column("tags", TAG_INST_EN)]
+            + [_column("metrics", key) for *_, key in means]
+            + [_column("metrics", METRIC_FINAL_LOSS), _column("metrics", METRIC_TOKENS_SEEN)])
+
+
+def _chart(kind: str, metric: str, section: str, runs: int) -> dict:
+    """One chart card of the runs page's chart view (the fields the UI's own cards carry)."""
+    card = {"uuid": f"latxa-{metric}", "type": kind, "runsCountToCompare": runs, "metricSectionId": section,
+            "deleted": False, "isGenerated": False, "displayName": metric, "metricKey": metric}
+    if kind == "LINE":
+        card.update({"lineSmoothness": 0, "xAxisScaleType": "linear", "scaleType": "linear", "range": {},
+                     "xAxisKey": "step", "selectedXAxisMetricKey": "", "yAxisKey": "metric", "yAxisExpressions": [],
+                     "ignoreOutliers": False, "useGlobalXaxisKey": True, "useGlobalLineSmoothing": True})
+    return card
+
+
+# Chart sections of the study view, in this order; the UI files every other metric under its own "Model metrics"
+# and "System metrics" sections (after ours) by itself.
+SECTION_TRAINING, SECTION_EVAL = "latxa-training", "latxa-eval"
+
+
+def study_view_charts(metric_keys: list[str] | set[str] = (), runs: int = 50) -> tuple[list[dict], list[dict]]:
+    """(cards, sections): the training curves across variants first (loss, learning rate, gradient norm), then the
+    evaluation means and the final loss as bars, one bar per variant."""
+    means = [c.split("`")[1] for c in study_view_columns(metric_keys) if c.startswith("metrics.`eval.")]
+    cards = [_chart("LINE", key, SECTION_TRAINING, runs) for key in (METRIC_LOSS, "lr", "grad_norm")]
+    cards += [_chart("BAR", key, SECTION_EVAL, runs) for key in (*means, METRIC_FINAL_LOSS, METRIC_TOKENS_SEEN)]
+    sections = [{"uuid": SECTION_TRAINING, "name": "Training: loss curves across variants", "display": True,
+                 "isReordered": True, "deleted": False, "isGenerated": False},
+                {"uuid": SECTION_EVAL, "name": "Evaluation means and final loss per variant", "display": True,
+                 "isReordered": True, "deleted": False, "isGenerated": False},
+                {"uuid": "latxa-model-metrics", "name": "Model metrics", "display": True, "isReordered": False,
+                 "deleted": False, "isGenerated": True},
+                {"uuid": "latxa-system-metrics", "name": "System metrics", "display": False, "isReordered": False,
+                 "deleted": False, "isGenerated": True}]
+    return cards, sections
+
+
+def study_view_state(metric_keys: list[str] | set[str] = ()) -> dict:
+    """The runs page's UI state of the study view: the comparison columns, every run in the charts, and the chart
+    sections of :func:`study_view_charts` (empty charts hidden: a metric no run has yet draws nothing). Which runs
+    are expanded, pinned or hidden is not part of a saved view in the UI, so the sweep runs stay listed."""
+    cards, sections = study_view_charts(metric_keys)
+    return {
+        # oldest first (the sweep run, then the variants in the order they ran); the UI nests the evaluation runs
+        # under their variant run only when the table is sorted by start time
+        "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": True, "startTime": "ALL",
+        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "selectedColumns": study_view_columns(metric_keys), "columnOrder": [], "columnWidths": {},
+        # every run in the charts (the UI's default is the first 10: the 8B grid has 17 variants)
+        "runsHiddenMode": "SHOW_ALL", "viewMaximized": False, "runListHidden": False,
+        "compareRunCharts": cards, "compareRunSections": sections, "isAccordionReordered": True,
+        "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+    }
+
+
+def publish_study_view(client, experiment_id: str, metric_keys: list[str] | set[str] = ()) -> bool:
+    """Write (or refresh) the study's saved view on the experiment; True when the tag changed. Users' own views are
+    left alone; only the ``latxa-study`` view is ours."""
+    import json
+    import time
+
+    state = json.dumps(study_view_state(metric_keys), separators=(",", ":"))
+    key = VIEW_TAG_PREFIX + STUDY_VIEW_ID
+    current = client.get_experiment(experiment_id).tags.get(key)
+    created = now = int(time.time() * 1000)
+    if current:
+        try:
+            old = json.loads(current)
+            if old.get("state") == state and old.get("name") == STUDY_VIEW_NAME:
+                return False
+            created = int(old.get("createdAt") or now)
+        except (ValueError, TypeError, AttributeError):
+            pass
+    envelope = {"name": STUDY_VIEW_NAME, "createdAt": created, "updatedAt": now, "state": state}
+    client.set_experiment_tag(experiment_id, key, json.dumps(envelope, separators=(",", ":")))
+    return True
+
+
+def experiment_note(name: str) -> str:
+    return (f"Latxa-Instruct study `{name}`: one run per variant (run name = variant code, e.g. exp_2_101), with its "
+            "paper name, data flags, training loss per step and evaluation means per language; evaluations are "
+            "nested under their variant run, sweeps are the `sweep-*` runs (comparison table and plot under "
+            "`compare/`). Open the view \"" + STUDY_VIEW_NAME + "\" (Views menu) to compare variants; "
+            "`latxa compare` prints the same table.")
+
+
+def present_experiment(client, exp) -> None:
+    """Tag the experiment as classic model training, give it a description and the study view (only what is missing,
+    so a user's edits stay). Presentation never fails a run: a store that refuses the tags gets a note in the log."""
+    tags = exp.tags or {}
+    try:
+        if tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND_TRAINING:
+            client.set_experiment_tag(exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
+        if not tags.get(TAG_NOTE):
+            client.set_experiment_tag(exp.experiment_id, TAG_NOTE, experiment_note(exp.name))
+        if VIEW_TAG_PREFIX + STUDY_VIEW_ID not in tags:
+            publish_study_view(client, exp.experiment_id)
+    except Exception as err:  # e.g. a server where this user may log runs but not edit the experiment
+        print(f"[tracking] could not set the MLflow UI settings of experiment '{exp.name}': {err}", flush=True)
+
+
+def refresh_study_view(experiment: str, uri: str | None = None) -> bool:
+    """Refresh the study view's columns from the metrics the variant runs carry now (eval means of every suite)."""
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return False
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_STAGE}` = 'train'", max_results=1000)
+        return publish_study_view(client, exp.experiment_id, {k for r in runs for k in r.data.metrics})
+    except Exception as err:  # presentation only: never fail a comparison over it
+        print(f"[tracking] could not refresh the study view of '{experiment}': {err}", file=sys.stderr, flush=True)
+        return False
+
+
+def experiment_url(uri: str, experiment_id: str, charts: bool = False) -> str | None:
+    """The study view of the experiment in the MLflow UI (runs table, or with ``charts`` the chart view); None for a
+    store without a UI (SQLite: `latxa mlflow up` serves it)."""
+    if not is_http(uri):
+        return None
+    query = f"workflowType=machine_learning&viewStateShareKey={STUDY_VIEW_ID}"
+    if charts:
+        query += "&compareRunsMode=CHART"
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def sweep_member_tags(sweep_run_id: str | None) -> dict[str, str]:
+    """Tags that tie a variant run to its sweep's run (not MLflow's parent link: see the module docstring)."""
+    return {TAG_SWEEP_RUN: str(sweep_run_id)} if sweep_run_id else {}
+
+
+# --------------------------------------------------------------------------------------------
+# The last experiment used on this machine (`latxa compare` with no --experiment).
+# --------------------------------------------------------------------------------------------
+def last_experiment_file() -> Path:
+    return state_dir() / "mlflow" / "last_experiment.json"
+
+
+def remember_experiment(name: str, uri: str) -> None:
+    """Record the experiment (and store) a run is writing to; best effort (a read-only state folder is no error)."""
+    import json
+
+    path = last_experiment_file()
+    record = {"experiment": name, "tracking_uri": uri}
+    try:
+        if path.is_file() and json.loads(path.read_text(encoding="utf-8")) == record:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+
+
+def last_experiment() -> dict | None:
+    """``{"experiment", "tracking_uri"}`` of the last run on this machine, or None."""
+    import json
+
+    try:
+        record = json.loads(last_experiment_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("experiment") else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ OPERATOR_SECRETS: dict[tuple[str, str], set[str]] = {
     ("latxa-arena", "arena-db"): {"username", "password", "uri"},
     ("latxa-arena", "arena-redis"): {"password", "url"},
     ("latxa-arena", "arena-admin"): {"token", "export-salt"},
+    ("latxa-arena", "arena-llm-keys"): {"openai-api-key", "anthropic-api-key"},
     ("latxa-arena", "arena-tls"): {"tls.crt", "tls.key"},
     ("latxa-mlflow", "mlflow-tls"): {"tls.crt", "tls.key"},
     ("kubeflow", "latxa-slurm-ssh"): {"leonardo", "leonardo-cert.pub", "known_hosts"},   # latxa slurm login

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -16,18 +17,44 @@ class CompareError(LatxaError):
     """Nothing to compare (no experiment or no runs)."""
 
 
-def collect(experiment: str = tracking.DEFAULT_EXPERIMENT, uri: str | None = None) -> list[dict]:
-    """One row per variant: flags, final loss, tokens seen, eval means per language (percent), run id."""
+def default_experiment(uri: str | None = None) -> tuple[str, str | None, str]:
+    """(experiment, tracking URI, why): what `latxa compare` reads when no --experiment is given: the experiment the
+    last run on this machine used (`latxa demo`, `latxa pipeline run`, training, evaluation), else the study's
+    default. The last run's store is used when no URI is given and that store still answers."""
+    last = tracking.last_experiment()
+    if not last:
+        return tracking.DEFAULT_EXPERIMENT, uri, "the default experiment"
+    recorded = last.get("tracking_uri")
+    if uri is None and recorded and not os.environ.get("MLFLOW_TRACKING_URI"):
+        alive = (tracking.server_healthy(recorded) if tracking.is_http(recorded)
+                 else recorded.startswith("sqlite:///") and Path(recorded[len("sqlite:///"):]).is_file())
+        if alive:
+            uri = recorded
+    return last["experiment"], uri, "the experiment of the last run"
+
+
+def collect(experiment: str | None = None, uri: str | None = None, kfp_run_id: str | None = None,
+            why: str = "") -> list[dict]:
+    """One row per variant: flags, final loss, tokens seen, eval means per language (percent), run id.
+
+    ``experiment`` None: :func:`default_experiment`. ``kfp_run_id``: only the variant runs of that KFP run. ``why``:
+    how the experiment was chosen, for the error message."""
     from mlflow.tracking import MlflowClient
 
+    if experiment is None:
+        experiment, uri, why = default_experiment(uri)
     uri = tracking.check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
-        raise CompareError(f"No MLflow experiment named '{experiment}' at {uri} (experiments: {known}).")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_STAGE}` = 'train'",
-                              order_by=["attributes.start_time DESC"], max_results=5000)
+        chosen = f" ({why}; pass --experiment NAME)" if why else ""
+        raise CompareError(f"No MLflow experiment named '{experiment}'{chosen} at {uri} (experiments: {known}).")
+    query = f"tags.`{tracking.TAG_STAGE}` = 'train'"
+    if kfp_run_id:
+        query += f" and tags.`{tracking.TAG_KFP_RUN}` = '{kfp_run_id}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
+                              max_results=5000)
     rows: list[dict] = []
     seen: set[str] = set()
     for run in runs:
@@ -59,9 +86,23 @@ def collect(experiment: str = tracking.DEFAULT_EXPERIMENT, uri: str | None = Non
                 row["suite"] = m["suite"]
         rows.append(row)
     if not rows:
-        raise CompareError(f"Experiment '{experiment}' at {uri} has no variant runs yet; run `latxa pipeline run --local` first.")
+        which = f" from KFP run {kfp_run_id}" if kfp_run_id else ""
+        raise CompareError(f"Experiment '{experiment}' at {uri} has no variant runs{which} yet; run `latxa demo` or "
+                           "`latxa pipeline run` first.")
     rows.sort(key=lambda r: r["variant"])
     return rows
+
+
+def mlflow_links(experiment: str, uri: str) -> tuple[str, str] | None:
+    """(runs table, chart view) of the experiment's study view in the MLflow UI, or None without a UI (SQLite)."""
+    from mlflow.tracking import MlflowClient
+
+    if not tracking.is_http(uri):
+        return None
+    exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    return tracking.experiment_url(uri, exp.experiment_id), tracking.experiment_url(uri, exp.experiment_id, charts=True)
 
 
 def languages(rows: list[dict]) -> list[str]:

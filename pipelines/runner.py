@@ -44,6 +44,38 @@ def compile_all(out: str | Path, image: str | None = None, names: list[str] | No
     return written
 
 
+# How the KFP dashboard's run form labels a parameter's type (frontend/src/lib/NewRunParametersUtils.ts, protoMap).
+_FORM_TYPES = {"NUMBER_DOUBLE": "double", "NUMBER_INTEGER": "integer", "STRING": "string", "BOOLEAN": "boolean",
+               "LIST": "list", "STRUCT": "dict"}
+
+
+def describe(name: str, image: str | None = None) -> dict:
+    """The run form of pipeline ``name``, read back from its compiled IR: the pipeline's description and, per
+    parameter, the field label the KFP dashboard shows (``<name> - <type>``), the prefilled value, whether the form
+    requires it, and the description the IR carries."""
+    import json
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = compile_all(tmp, image=image, names=[name])[name]
+        spec = next(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    params = []
+    for key, p in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items():
+        has_default = "defaultValue" in p
+        default = p.get("defaultValue")
+        params.append({
+            "name": key, "type": p["parameterType"],
+            "label": f"{key} - {_FORM_TYPES.get(p['parameterType'], p['parameterType'].lower())}",
+            "prefilled": (json.dumps(default) if isinstance(default, (list, dict)) else str(default)) if has_default else "",
+            "optional": bool(p.get("isOptional")), "has_default": has_default,
+            "description": p.get("description", ""),
+        })
+    return {"pipeline": spec["pipelineInfo"]["name"], "description": spec["pipelineInfo"].get("description", ""),
+            "parameters": params}
+
+
 def parse_variants(text: str | list[str] | None) -> list[str]:
     """Comma-separated codes; ``trained`` is the study's 17 trained 8B variants. Validates each code."""
     from latxa.components.registry import TRAINED_8B, parse
@@ -90,7 +122,7 @@ def run_local(variants: list[str], *, profile: str = "local", experiment: str = 
 
     With ``cluster`` (a SLURM cluster profile, e.g. ``local`` for the single-node test cluster) the SLURM
     pipelines run instead: the steps run here, training goes through the SLURM bridge. ``None`` leaves a setting to
-    the profile (the pipelines' parameters spell "not set" as 0 or "")."""
+    the profile: the argument is not passed, so the pipeline's optional parameter stays unset."""
     from kfp import local
 
     if is_slurm_profile(profile) and not cluster:
@@ -114,10 +146,12 @@ def run_local(variants: list[str], *, profile: str = "local", experiment: str = 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # every step (a subprocess) logs to the same store
+    local_optional_inputs()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    args: dict[str, Any] = dict(profile=profile, base_model=base_model, tokenizer=tokenizer, seq_len=seq_len or 0,
-                                max_steps=max_steps or 0, eval_suite=eval_suite, eval_limit=eval_limit or 0,
+    args: dict[str, Any] = dict(profile=profile, base_model=base_model, tokenizer=tokenizer or None, seq_len=seq_len,
+                                max_steps=max_steps, eval_suite=eval_suite, eval_limit=eval_limit,
                                 experiment=experiment, tracking_uri=uri)
+    args = {k: v for k, v in args.items() if v is not None}
     table = pipelines()
     t0 = time.time()
     started_ms = int(t0 * 1000) - 1000
@@ -137,6 +171,50 @@ def run_local(variants: list[str], *, profile: str = "local", experiment: str = 
         raise PipelineError(f"The local {name} pipeline failed: {str(err).splitlines()[0]} (step logs above).") from None
     runs = variant_runs(experiment, uri, variants, since_ms=started_ms)
     return LocalResult(variants, name, uri, experiment, time.time() - t0, runs)
+
+
+_PATCHED = False
+
+
+def local_optional_inputs() -> None:
+    """Run optional pipeline inputs without a default (``Optional[int] = None``) under kfp.local as the KFP backend
+    does since 2.5 (kubeflow/pipelines#11667): an input that is not given stays unset, and the component's own
+    default (None) applies.
+
+    kfp.local (2.17, and the SDK's main branch as of 2026-08, orchestrator_utils.join_user_inputs_and_defaults)
+    instead fails with "Unknown value type" on the missing default, or refuses None as an argument. Two small
+    wraps: a missing optional pipeline input becomes None, and None-valued (or empty) parameters are left out of a
+    task's executor input. Idempotent; nothing else of kfp.local changes."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from kfp.local import executor_input_utils
+    from kfp.local.orchestrator import orchestrator_utils
+
+    utils = orchestrator_utils.OrchestratorUtils
+    join = utils.join_user_inputs_and_defaults.__func__
+
+    def join_with_unset(cls, dag_arguments, dag_inputs_spec):
+        args = dict(dag_arguments)
+        for name, spec in dag_inputs_spec.parameters.items():
+            if name not in args and spec.is_optional and not spec.HasField("default_value"):
+                args[name] = None
+        return join(cls, args, dag_inputs_spec)
+
+    construct = executor_input_utils.construct_executor_input
+
+    def construct_without_unset(component_spec, arguments, *rest, **kwargs):
+        artifacts = component_spec.input_definitions.artifacts
+        kept = {k: v for k, v in arguments.items() if v is not None or k in artifacts}
+        message = construct(component_spec, kept, *rest, **kwargs)
+        values = message.inputs.parameter_values
+        for name in [n for n in values if values[n].WhichOneof("kind") in (None, "null_value")]:
+            del values[name]
+        return message
+
+    utils.join_user_inputs_and_defaults = classmethod(join_with_unset)
+    executor_input_utils.construct_executor_input = construct_without_unset
+    _PATCHED = True
 
 
 def variant_runs(experiment: str, uri: str, variants: list[str] | None = None, since_ms: int = 0) -> list[dict]:

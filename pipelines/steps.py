@@ -6,7 +6,11 @@
   ``slurm_register_model``: the chain as SLURM jobs on the cluster (Leonardo, or the local test cluster), passing
   ``slurm://`` references to the cluster's files between them (``latxa.slurm.kfp_bridge``);
 - ``evaluate_model``: lm-eval on a ``Model`` artifact or a URL, optionally logged to MLflow as a nested run;
-- ``register_model``, ``check_tracking``, ``start_sweep``, ``sweep_run_of``: MLflow bookkeeping.
+- ``register_model``, ``check_tracking``, ``start_sweep``, ``sweep_run_of``: MLflow bookkeeping;
+- ``compare_variants``: the run's outputs in the KFP dashboard (comparison table, plot, eval means).
+
+Optional inputs are ``Optional[...] = None``: a pipeline parameter left empty arrives unset, and the bodies read
+None as "not set" (the profile's value, the shipped sample, every item).
 
 Each body imports the project lazily and calls a plain function (``steps_impl`` or the layers' own entry
 points), so the same component runs in the project's container image on a cluster and under
@@ -17,10 +21,10 @@ venv) already has kfp; nothing is pip-installed at run time. The base image is :
 """
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 # The components' container image (built from k8s/images/components.Dockerfile).
 IMAGE = os.environ.get("LATXA_COMPONENT_IMAGE", "ghcr.io/latxa-mlops/components:0.1.0")
@@ -29,7 +33,7 @@ _component = dict(base_image=IMAGE, install_kfp_package=False)
 
 
 @dsl.component(**_component)
-def check_tracking(experiment: str, tracking_uri: str) -> str:
+def check_tracking(experiment: str, tracking_uri: Optional[str] = None) -> str:
     """Fail fast, before any work, when the MLflow tracking store is unreachable; create the study's experiment."""
     from latxa.pipelines import steps_impl
 
@@ -41,18 +45,19 @@ def prepare_data(
     variant: str,
     dataset: Output[Dataset],
     metrics: Output[Metrics],
-    config: str = "",
+    config: Optional[str] = None,
     tokenizer: Optional[Input[Model]] = None,
-    tokenizer_path: str = "",
-    seq_len: int = 0,
+    tokenizer_path: Optional[str] = None,
+    seq_len: Optional[int] = None,
     profile: str = "local",
     on_error: str = "fail",
     use_cache: bool = True,
 ) -> str:
     """Prepare the packed training data of `variant`; returns the cache key.
 
-    ``config`` is a data-source YAML path, inline YAML text, or "" for the shipped sample; the tokenizer is a
-    ``Model`` artifact or ``tokenizer_path`` (a folder or an HF name in the offline cache; "" = the tiny model)."""
+    ``config`` is a data-source YAML path, inline YAML text, or None for the shipped sample; the tokenizer is a
+    ``Model`` artifact or ``tokenizer_path`` (a folder or an HF name in the offline cache; None = the tiny model);
+    ``seq_len`` None = the profile's."""
     from latxa.pipelines import steps_impl
 
     tok = tokenizer.path if tokenizer is not None else tokenizer_path
@@ -72,12 +77,12 @@ def train_variant(
     metrics: Output[Metrics],
     profile: str = "local",
     base_model: Optional[Input[Model]] = None,
-    model_path: str = "",
-    max_steps: int = 0,
-    tracking_uri: str = "",
-    experiment: str = "",
-    parent_run_id: str = "",
-    num_workers: int = 0,
+    model_path: Optional[str] = None,
+    max_steps: Optional[int] = None,
+    tracking_uri: Optional[str] = None,
+    experiment: Optional[str] = None,
+    parent_run_id: Optional[str] = None,
+    num_workers: Optional[int] = None,
 ) -> str:
     """Train `variant` on `dataset` with Ray Train, export it to `model`, log to MLflow; returns the MLflow run id.
 
@@ -96,16 +101,16 @@ def train_variant(
 
 
 @dsl.component(**_component)
-def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: str, kfp_task: str) -> str:
-    """Fail fast like check_tracking, then open the sweep's parent MLflow run (tag latxa.sweep)."""
+def start_sweep(variants: list, experiment: str, kfp_run_id: str, kfp_task: str, tracking_uri: Optional[str] = None) -> str:
+    """Fail fast like check_tracking, then open the sweep's MLflow run (tag latxa.sweep; its variant runs carry latxa.sweep_run)."""
     from latxa.pipelines import steps_impl
 
     return steps_impl.start_sweep(variants, experiment, tracking_uri, kfp_run_id, kfp_task)
 
 
 @dsl.component(**_component)
-def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
-    """The id of this KFP run's sweep parent MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
+def sweep_run_of(experiment: str, kfp_run_id: str, tracking_uri: Optional[str] = None) -> str:
+    """The id of this KFP run's sweep MLflow run (found by its kfp.run_id tag). Used inside the ParallelFor
     instead of passing start-sweep's output in: kfp.local replaces every task output that enters a loop with the
     loop item (kfp 2.17, task_spec_utils.create_parameter_loop_iteration_task_spec)."""
     from latxa.pipelines import steps_impl
@@ -115,8 +120,8 @@ def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
 
 @dsl.component(**_component)
 def slurm_prepare_data(variant: str, dataset: Output[Dataset], metrics: Output[Metrics], cluster: str = "leonardo",
-                       profile: str = "leonardo-8b", data_config: str = "", tokenizer: str = "", kfp_run_id: str = "",
-                       kfp_task: str = "") -> str:
+                       profile: str = "leonardo-8b", data_config: Optional[str] = None,
+                       tokenizer: Optional[str] = None, kfp_run_id: str = "", kfp_task: str = "") -> str:
     """Data preparation as a one-node SLURM job on the cluster (`latxa study prepare`: mixture, held-out sets). The
     Dataset artifact is a reference to the cluster's copy (metadata ``slurm_ref``: slurm://CLUSTER/PATH); re-running
     the step re-attaches to its job. Returns the reference."""
@@ -132,9 +137,10 @@ def slurm_prepare_data(variant: str, dataset: Output[Dataset], metrics: Output[M
 
 @dsl.component(**_component)
 def slurm_train_model(variant: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
-                      profile: str = "leonardo-8b", cluster: str = "leonardo", config_path: str = "",
-                      base_model: str = "", max_steps: int = 0, experiment: str = "", tracking_uri: str = "",
-                      sweep_run_id: str = "", kfp_run_id: str = "", kfp_task: str = "", prepare_task: str = "") -> str:
+                      profile: str = "leonardo-8b", cluster: str = "leonardo", config_path: Optional[str] = None,
+                      base_model: Optional[str] = None, max_steps: Optional[int] = None, experiment: str = "",
+                      tracking_uri: Optional[str] = None, sweep_run_id: Optional[str] = None, kfp_run_id: str = "",
+                      kfp_task: str = "", prepare_task: str = "") -> str:
     """Training through the SLURM bridge on the prepared set the data artifact refers to (slurm://): submit (or
     re-attach), wait while reporting status, fail the step with the log tail if the job fails for good (the job
     itself checkpoints and requeues before its time limit). The Model artifact refers to the run on the cluster
@@ -175,7 +181,8 @@ def slurm_export_model(trained: Input[Model], exported: Output[Model], cluster: 
 @dsl.component(**_component)
 def slurm_evaluate_model(model: Input[Model], metrics: Output[Metrics], results: Output[Artifact],
                          cluster: str = "leonardo", profile: str = "leonardo-8b", suite: str = "eu-mini",
-                         limit: int = 0, tracking_uri: str = "", kfp_run_id: str = "", kfp_task: str = "") -> str:
+                         limit: Optional[int] = None, tracking_uri: Optional[str] = None, kfp_run_id: str = "",
+                         kfp_task: str = "") -> str:
     """lm-eval of the exported model as a SLURM job on the cluster, logged as a nested MLflow run of the variant's
     run; its scores come back as Metrics. Returns the results' slurm:// reference."""
     from latxa.pipelines import steps_impl
@@ -194,7 +201,7 @@ def slurm_evaluate_model(model: Input[Model], metrics: Output[Metrics], results:
 
 @dsl.component(**_component)
 def slurm_register_model(variant: str, model: Input[Model], results: Input[Artifact], cluster: str = "leonardo",
-                         profile: str = "leonardo-8b", tracking_uri: str = "", kfp_run_id: str = "",
+                         profile: str = "leonardo-8b", tracking_uri: Optional[str] = None, kfp_run_id: str = "",
                          kfp_task: str = "", prepare_task: str = "", train_task: str = "", export_task: str = "",
                          eval_task: str = "") -> str:
     """`latxa model register` as a SLURM job on the cluster (the model folder is there), then the KFP tasks tagged
@@ -214,8 +221,9 @@ def slurm_register_model(variant: str, model: Input[Model], results: Input[Artif
 @dsl.component(**_component)
 def evaluate_model(suite: str, metrics: Output[Metrics], results: Output[Artifact],
                    model: Optional[Input[Model]] = None, model_url: str = "", served_model: str = "",
-                   variant: str = "", limit: int = 0, tasks: str = "", device: str = "cpu", experiment: str = "",
-                   mlflow_run_id: str = "", tracking_uri: str = "", kfp_run_id: str = "", kfp_task: str = "") -> str:
+                   variant: str = "", limit: Optional[int] = None, tasks: str = "", device: str = "cpu",
+                   experiment: str = "", mlflow_run_id: str = "", tracking_uri: Optional[str] = None,
+                   kfp_run_id: str = "", kfp_task: str = "") -> str:
     """lm-eval on a ``Model`` artifact or ``model_url`` (an OpenAI-compatible endpoint or a model folder), aggregated
     as in the paper. With ``variant`` or ``mlflow_run_id`` it is logged to MLflow as a nested run of the variant's
     run, tagged with the KFP task. ``tasks`` is a comma-separated subset of the suite. Returns the results JSON."""
@@ -233,9 +241,10 @@ def evaluate_model(suite: str, metrics: Output[Metrics], results: Output[Artifac
 
 
 @dsl.component(**_component)
-def register_model(variant: str, mlflow_run_id: str, tracking_uri: str, kfp_run_id: str, kfp_task: str,
+def register_model(variant: str, mlflow_run_id: str, kfp_run_id: str, kfp_task: str,
                    prepare_task: str, train_task: str, eval_task: str, pipeline: str, model: Input[Model],
-                   train_metrics: Input[Metrics], scores: Input[Metrics], results: Input[Artifact]) -> str:
+                   train_metrics: Input[Metrics], scores: Input[Metrics], results: Input[Artifact],
+                   tracking_uri: Optional[str] = None) -> str:
     """Put the evaluation's means on the variant run, make sure the model is registered as latxa-<code>,
     and tag run, evaluation run and model version with their KFP tasks. Returns '<name>/<version>'."""
     from latxa.pipelines import steps_impl
@@ -246,3 +255,34 @@ def register_model(variant: str, mlflow_run_id: str, tracking_uri: str, kfp_run_
     return steps_impl.register(variant, model.path, mlflow_run_id, tracking_uri=tracking_uri, kfp_run_id=kfp_run_id,
                                tasks=tasks, metrics=values, eval_run_id=str(results.metadata.get("mlflow_run_id", "")),
                                pipeline=pipeline)
+
+
+@dsl.component(**_component)
+def compare_variants(experiment: str, kfp_run_id: str, table: Output[Markdown], page: Output[HTML],
+                     scores: Output[Metrics], tracking_uri: Optional[str] = None, sweep_run_id: Optional[str] = None,
+                     registered: Optional[List[str]] = None) -> str:
+    """The variants of this KFP run side by side, read back from MLflow (what `latxa compare` prints).
+
+    Args:
+        experiment: MLflow experiment of the study.
+        kfp_run_id: This KFP run's id: only its variant runs are compared.
+        table: The comparison table (Markdown), shown in the KFP run view.
+        page: The table, the plot and the MLflow link (HTML), shown in the KFP run view.
+        scores: Eval means per language and final loss of each variant, as <variant>.<metric>.
+        tracking_uri: MLflow tracking URI; empty = MLFLOW_TRACKING_URI.
+        sweep_run_id: The sweep's MLflow run, which keeps the table and the plot as artifacts (compare/).
+        registered: The register steps' outputs: the step waits for them all and expects as many variants.
+
+    Returns:
+        The comparison table (Markdown)."""
+    from latxa.pipelines import steps_impl
+
+    res = steps_impl.compare_variants(experiment, kfp_run_id, tracking_uri=tracking_uri, sweep_run_id=sweep_run_id,
+                                      expected=len(registered) if registered is not None else None)
+    with open(table.path, "w", encoding="utf-8") as fh:
+        fh.write(res["markdown"])
+    with open(page.path, "w", encoding="utf-8") as fh:
+        fh.write(res["html"])
+    for key, value in res["metrics"].items():
+        scores.log_metric(key, value)
+    return res["markdown"]

@@ -26,7 +26,7 @@ def _client(uri: str):
 
 
 # ---------------------------------------------------------------------------------------------
-def check_tracking(experiment: str, tracking_uri: str) -> str:
+def check_tracking(experiment: str, tracking_uri: str | None) -> str:
     uri = tracking.check_reachable(tracking_uri or None)
     exp_id = tracking.ensure_experiment(experiment, uri)
     print(f"MLflow {uri}: experiment '{experiment}' (id {exp_id})", flush=True)
@@ -52,16 +52,16 @@ def _move_export(model_dir: str, artifact_path: str) -> None:
     os.symlink(dst, model_dir, target_is_directory=True)
 
 
-def prepare(variant: str, out: str, *, config: str, tokenizer: str, seq_len: int, profile: str, on_error: str,
-            use_cache: bool) -> dict:
-    """Data preparation into ``out``. ``config`` is a YAML path, inline YAML text or "" (the shipped sample)."""
+def prepare(variant: str, out: str, *, config: str | None, tokenizer: str | None, seq_len: int | None, profile: str,
+            on_error: str, use_cache: bool) -> dict:
+    """Data preparation into ``out``. ``config`` is a YAML path, inline YAML text or None (the shipped sample)."""
     import json
     import tempfile
 
     from latxa.components.data import prepare as prepare_data
 
     cfg_path = None
-    if config.strip():
+    if config and config.strip():
         if os.path.isfile(config):
             cfg_path = config
         else:  # inline YAML text
@@ -82,8 +82,9 @@ def prepare(variant: str, out: str, *, config: str, tokenizer: str, seq_len: int
     return {"metrics": metrics, "metadata": metadata, "cache_key": res.cache_key}
 
 
-def train_local(variant: str, data: str, model_out: str, *, profile: str, base_model: str, max_steps: int,
-                tracking_uri: str, experiment: str, parent_run_id: str, num_workers: int) -> dict:
+def train_local(variant: str, data: str, model_out: str, *, profile: str, base_model: str | None,
+                max_steps: int | None, tracking_uri: str | None, experiment: str | None, parent_run_id: str | None,
+                num_workers: int | None) -> dict:
     """Ray Train on this machine or pod; the export lands at ``model_out``, training state in ``<model_out>.train``
     (a retried task resumes from its latest checkpoint)."""
     import shutil
@@ -192,7 +193,7 @@ def register(variant: str, model_path: str, run_id: str, *, tracking_uri: str, k
     return f"{name}/{version.version}"
 
 
-def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: str, kfp_task: str) -> str:
+def start_sweep(variants: list, experiment: str, tracking_uri: str | None, kfp_run_id: str, kfp_task: str) -> str:
     from latxa.components.registry import parse
 
     codes = [parse(str(code)).code for code in variants]
@@ -206,7 +207,7 @@ def start_sweep(variants: list, experiment: str, tracking_uri: str, kfp_run_id: 
     return run.info.run_id
 
 
-def sweep_run_of(experiment: str, tracking_uri: str, kfp_run_id: str) -> str:
+def sweep_run_of(experiment: str, tracking_uri: str | None, kfp_run_id: str) -> str:
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -375,3 +376,58 @@ def slurm_register(run_ref: str, model_ref: str, *, variant: str, cluster: str, 
         client.set_tag(eval_run_id, tracking.TAG_KFP_RUN, kfp_run_id)
     print(f"{name} version {version} (MLflow run {mlflow_run_id}) registered on {cluster}", flush=True)
     return f"{name}/{version}"
+
+
+# ---------------------------------------------------------------------------------------------
+def compare_variants(experiment: str, kfp_run_id: str, *, tracking_uri: str | None, sweep_run_id: str | None,
+                     expected: int | None) -> dict:
+    """The comparison of this KFP run's variants: Markdown table, HTML page (table + plot + MLflow link), KFP
+    metrics; the table, plot and rows as artifacts of the sweep's MLflow run; the study view refreshed."""
+    import base64
+    import html
+    import tempfile
+
+    from latxa.pipelines import compare
+
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    rows = compare.collect(experiment, uri, kfp_run_id=kfp_run_id or None)
+    if expected is not None and len(rows) != expected:
+        found = ", ".join(r["variant"] for r in rows) or "none"
+        raise StepError(f"{expected} variants were registered in KFP run {kfp_run_id} but MLflow experiment "
+                        f"'{experiment}' at {uri} has {len(rows)} of them ({found}).")
+    tracking.refresh_study_view(experiment, uri)
+    exp = _client(uri).get_experiment_by_name(experiment)
+    link = tracking.experiment_url(uri, exp.experiment_id) if exp else None
+    charts = tracking.experiment_url(uri, exp.experiment_id, charts=True) if exp else None
+    title = f"Latxa-Instruct: {len(rows)} variant(s) of KFP run {kfp_run_id} (MLflow experiment '{experiment}')"
+    markdown = f"## {title}\n\n{compare.to_markdown(rows)}"
+    if link:
+        markdown += f"\nMLflow: [runs table]({link}) · [loss curves and score charts]({charts})\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        png = compare.plot(rows, Path(tmp) / "compare.png")
+        image = base64.b64encode(png.read_bytes()).decode("ascii")
+        if sweep_run_id:
+            (Path(tmp) / "compare.md").write_text(markdown, encoding="utf-8")
+            (Path(tmp) / "compare.json").write_text(compare.to_json(rows), encoding="utf-8")
+            _client(uri).log_artifacts(sweep_run_id, tmp, artifact_path="compare")
+    header, cells = compare.header_and_cells(rows)
+    table = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
+    links = (f'<p>MLflow: <a href="{html.escape(link)}" target="_blank">runs table</a> · '
+             f'<a href="{html.escape(charts)}" target="_blank">loss curves and score charts</a></p>') if link else ""
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif;margin:16px}table{border-collapse:collapse}"
+            "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
+            "td:nth-child(-n+2){text-align:left}</style></head><body>"
+            f"<h2>{html.escape(title)}</h2><table><tr>{table}</tr>{body}</table>"
+            f"<p><img alt='evaluation means and final loss per variant' src='data:image/png;base64,{image}'></p>"
+            f"{links}</body></html>")
+    metrics: dict[str, float] = {}
+    for row in rows:
+        for lang, value in row["means"].items():
+            if value is not None:
+                metrics[f"{row['variant']}.mean_{lang}"] = float(value)
+        if row["final_loss"] is not None:
+            metrics[f"{row['variant']}.final_loss"] = float(row["final_loss"])
+    print(markdown, flush=True)
+    return {"markdown": markdown, "html": page, "metrics": metrics, "rows": rows}

@@ -8,38 +8,19 @@ and a last chunk with ``finish_reason`` ``stop`` or ``length``.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 from typing import Any, AsyncIterator, Iterator
 
+from latxa.serving import prompts as _prompts
 from latxa.serving.registry import GenerationSettings, ModelSpec
 
-# The arena's fixed system prompt (Basque), with today's date filled in per request.
-SYSTEM_PROMPT = (
-    "Latxa zara, HiTZ Hizkuntza Teknologiako Zentroak sortutako adimen artifizialeko laguntzaile adeitsua. "
-    "Erabiltzaileak hainbat txandatako elkarrizketa izango du zurekin: hasierako galderak eta haiei lotutako "
-    "jarraipen-galderak. Zure helburua erantzun zehatz, egoki eta argigarriak ematea da. Elkarrizketa osoa "
-    "euskara batuan izango da: erabiltzaileak euskaraz idatziko du, eta zuk euskara jasoan erantzun behar duzu. "
-    "Gaiak askotarikoak izan daitezke: jakintza orokorra, zientzia, teknologia, aisia, programazioa, "
-    "matematika eta beste. Gaur {date} da."
-)
-
-_MONTHS = ["urtarrilaren", "otsailaren", "martxoaren", "apirilaren", "maiatzaren", "ekainaren", "uztailaren",
-           "abuztuaren", "irailaren", "urriaren", "azaroaren", "abenduaren"]
-
-
-def today_eu(now: float | None = None) -> str:
-    """Today's date in Basque, e.g. '2026ko azaroaren 28a'."""
-    t = time.gmtime(now)
-    return f"{t.tm_year}ko {_MONTHS[t.tm_mon - 1]} {t.tm_mday}a"
+# The system prompts live in serving/prompts.py (named: "default" Basque, "ebaluatoia-2025" the study's English).
+SYSTEM_PROMPT = _prompts.BASQUE
+today_eu = _prompts.today_eu
 
 
 def system_prompt(settings: GenerationSettings, now: float | None = None) -> str | None:
-    if settings.system_prompt is None:
-        return None
-    text = SYSTEM_PROMPT if settings.system_prompt == "default" else settings.system_prompt
-    return text.replace("{date}", today_eu(now))
+    return _prompts.render(settings.system_prompt, now)
 
 
 def with_system_prompt(messages: list[dict], settings: GenerationSettings) -> list[dict]:
@@ -116,6 +97,8 @@ class HFChatModel:
                               pad_token_id=self.tokenizer.pad_token_id)
                 if settings.temperature > 0:
                     kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+                if settings.repetition_penalty != 1.0:
+                    kwargs.update(repetition_penalty=settings.repetition_penalty)
                 with torch.inference_mode():
                     if self._lock:
                         with self._lock:
@@ -154,17 +137,34 @@ class OpenAIEndpointModel:
             raise BackendError(f"model {spec.name}: an openai model needs base_url.")
 
     def _headers(self) -> dict:
-        key = os.environ.get(self.spec.api_key_env or "", "") if self.spec.api_key_env else ""
+        key = self.spec.api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def payload(self, messages: list[dict], settings: GenerationSettings) -> dict:
+        """The request body in the endpoint's dialect, as the study sent it: vLLM takes max_tokens, stop and
+        repetition_penalty; the OpenAI API max_completion_tokens and neither of the other two."""
+        body = {"model": self.spec.remote_model or self.spec.name, "messages": with_system_prompt(messages, settings),
+                "stream": True, "temperature": settings.temperature, "top_p": settings.top_p}
+        if settings.frequency_penalty:
+            body["frequency_penalty"] = settings.frequency_penalty
+        if self.spec.openai_dialect() == "vllm":
+            body["max_tokens"] = settings.max_tokens
+            if settings.stop:
+                body["stop"] = settings.stop
+            if settings.repetition_penalty != 1.0:
+                body["repetition_penalty"] = settings.repetition_penalty
+        elif self.spec.kind == "openai" and self.spec.dialect == "openai":
+            body["max_completion_tokens"] = settings.max_tokens
+        else:   # a generic OpenAI-compatible endpoint
+            body["max_tokens"] = settings.max_tokens
+        return body
 
     def stream(self, messages: list[dict], settings: GenerationSettings, seed: int | None = None) -> Iterator[dict]:
         import json
 
         import httpx
 
-        body = {"model": self.spec.remote_model or self.spec.name, "messages": with_system_prompt(messages, settings),
-                "stream": True, "temperature": settings.temperature, "top_p": settings.top_p,
-                "max_tokens": settings.max_tokens}
+        body = self.payload(messages, settings)
         if seed is not None:  # OpenAI and vLLM accept a sampling seed
             body["seed"] = seed
         url = self.spec.base_url.rstrip("/") + "/chat/completions"
@@ -195,6 +195,12 @@ class OpenAIEndpointModel:
 def load_model(spec: ModelSpec):
     if spec.kind == "openai":
         return OpenAIEndpointModel(spec)
+    if spec.kind == "vllm":
+        return OpenAIEndpointModel(spec)   # Ray Serve LLM's OpenAI app; base_url filled in by the server
+    if spec.kind == "anthropic":
+        from latxa.serving.anthropic_backend import AnthropicModel
+
+        return AnthropicModel(spec)
     return HFChatModel(spec)
 
 

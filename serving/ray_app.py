@@ -13,7 +13,7 @@ from typing import AsyncIterator
 from ray import serve
 
 from latxa.serving.generation import BackendError, GenerationSettings, aiter_thread, load_model
-from latxa.serving.registry import ModelSpec, ServeConfig
+from latxa.serving.registry import ModelSpec, ServeConfig, ServeConfigError
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -84,14 +84,36 @@ def build_application(cfg: ServeConfig):
     return Gateway.bind(cfg.model_dump_json(), handles)
 
 
+def build_llm_application(cfg: ServeConfig):
+    """Ray Serve LLM's OpenAI app for the config's vLLM models (needs ``ray[llm]``, i.e. vLLM, on the cluster)."""
+    from latxa.serving.placement import llm_configs
+
+    try:
+        from ray.serve.llm import build_openai_app
+    except ImportError:
+        raise ServeConfigError("the vLLM models need Ray Serve LLM: pip install 'ray[llm]' (vLLM, a GPU host), "
+                               "or point llm_base_url at a running one.") from None
+    return build_openai_app({"llm_configs": llm_configs(cfg)})
+
+
 def start(cfg: ServeConfig, host: str, port: int, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray, then run the application with its HTTP proxy on host:port (non-blocking)."""
+    """Start (or join) Ray, then run the application with its HTTP proxy on host:port (non-blocking).
+
+    vLLM models without their own endpoint are served here too, as Ray Serve LLM's app under /llm."""
     from latxa.ray_local import start_ray
+    from latxa.serving.registry import local_llm_url
+
+    local_vllm = [m for m in cfg.models if m.kind == "vllm" and m.base_url == local_llm_url(cfg.port)]
+    for m in local_vllm:
+        m.base_url = local_llm_url(port)
+    llm_app = build_llm_application(cfg) if local_vllm else None
 
     # Workers of a local cluster inherit this environment (LATXA_HOME, HF_HUB_OFFLINE, API keys), so keys are
     # never put in a runtime_env, where Ray would record them.
     start_ray(num_cpus=num_cpus or min(2, os.cpu_count() or 1), log_to_driver=False, quiet=True)
     serve.start(http_options={"host": host, "port": port})
+    if llm_app is not None:
+        serve.run(llm_app, name="llm", route_prefix="/llm", blocking=False)
     serve.run(build_application(cfg), name="latxa", route_prefix="/", blocking=False)
 
 

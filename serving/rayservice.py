@@ -9,13 +9,16 @@ cluster serves exactly what ``latxa serve`` serves locally.
       - name: arena
         import_path: latxa.serving.rayservice:build_app
         args: {config: /etc/latxa/serve.yaml}
+      - name: llm                       # the vLLM models of the same YAML, as Ray Serve LLM's OpenAI app
+        route_prefix: /llm
+        import_path: latxa.serving.rayservice:build_llm_app
+        args: {config: /etc/latxa/serve.yaml}
 """
 
 from __future__ import annotations
 
 
-def build_app(args: dict):
-    from latxa.serving.ray_app import build_application
+def _config(args: dict):
     from latxa.serving.registry import load_serve_config
 
     config = (args or {}).get("config")
@@ -23,4 +26,17 @@ def build_app(args: dict):
         from latxa.errors import LatxaError
 
         raise LatxaError("the RayService application needs args.config: the path of the serving YAML.")
-    return build_application(load_serve_config(config))
+    return load_serve_config(config)
+
+
+def build_app(args: dict):
+    from latxa.serving.ray_app import build_application
+
+    return build_application(_config(args))
+
+
+def build_llm_app(args: dict):
+    """The vLLM models of the serving YAML (kind: vllm) as Ray Serve LLM LLMConfigs: one source for both apps."""
+    from latxa.serving.ray_app import build_llm_application
+
+    return build_llm_application(_config(args))

@@ -20,10 +20,20 @@ models:
     remote_model: gpt-4o-2024-11-20
     api_key_env: OPENAI_API_KEY
     generation: {max_tokens: 1024}
-arena: {database_url: null, sampling: adaptive, min_reading_seconds: 10}
+  - name: claude-3-5-sonnet-20241022
+    kind: anthropic       # Anthropic's Messages API (native streaming); key from the env var or a Secret file
+    api_key_env: ANTHROPIC_API_KEY
+    api_key_file: /var/run/secrets/latxa/anthropic-api-key
+  - name: exp_1_101
+    kind: vllm            # Ray Serve LLM (vLLM) in the same Serve instance, reached as an OpenAI endpoint
+    vllm: {model_source: HiTZ/Latxa-Llama-3.1-8B-Instruct, revision: exp_1_101, gpu_fraction: 0.49}
+arena: {protocol: latxa, database_url: null, sampling: adaptive, min_reading_seconds: 10}
 ```
-Without a file the default set is the offline tiny model (three copies with different seeds, so battles
-compare distinct models) plus every exported model found under ``<state>/exports/*/``.
+``extends: NAME`` starts from a configuration shipped in ``serving/configs/`` (``ebaluatoia-2025``: the study's
+21 models) or a path, and merges this file over it. Without a file the default set is the offline tiny model
+(three copies with different seeds, so battles compare distinct models) plus every exported model found under
+``<state>/exports/*/``. The arena protocol (``arena.protocol``, ``--protocol``) supplies the generation settings
+every model starts from; ``defaults.generation`` and ``models[].generation`` override them.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from latxa.errors import LatxaError
 from latxa.yamlfile import load_yaml_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+CONFIGS = Path(__file__).with_name("configs")
 
 
 class ServeConfigError(LatxaError):
@@ -49,7 +60,11 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(2048, ge=1, le=32768)
-    # "default" = the arena's Basque system prompt with today's date; null = none; any other text is used as is
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0)   # vLLM and transformers only
+    stop: Optional[list[str]] = None                          # vLLM only (the study: ["<|eot_id|>"])
+    # A named prompt with today's date ("default": the Basque one; "ebaluatoia-2025": the study's English one,
+    # see serving/prompts.py); null = none; any other text is used as is ({date} filled in).
     system_prompt: Optional[str] = "default"
 
 
@@ -60,15 +75,41 @@ class Autoscaling(BaseModel):
     target_ongoing_requests: float = Field(2.0, gt=0)
 
 
+class VLLMEngine(BaseModel):
+    """A model served by vLLM through Ray Serve LLM (``ray.serve.llm``), as the study served its 19 models."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_source: str                       # a Hugging Face name (resolved from the local cache) or a folder
+    revision: Optional[str] = None          # the study's variants are revisions of one repository
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_fraction: float = Field(0.9, gt=0, le=1)   # vLLM's gpu_memory_utilization; 0.49 puts two on one GPU
+    max_model_len: int = Field(8192, ge=256)
+    dtype: Literal["bfloat16", "float16", "auto"] = "bfloat16"
+    chat_template: Optional[str] = "llama-3.1"     # a template in serving/configs/, a path, or null (tokenizer's)
+    params_b: float = Field(8.03, gt=0)            # size in billions of parameters (the memory check)
+    layers: int = Field(32, ge=1)
+    kv_heads: int = Field(8, ge=1)
+    head_dim: int = Field(128, ge=1)
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(1, ge=1)
+    engine_kwargs: dict[str, Any] = {}
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: Literal["hf", "mlflow", "openai"] = "hf"
+    kind: Literal["hf", "mlflow", "openai", "anthropic", "vllm"] = "hf"
     path: Optional[str] = None
     model_uri: Optional[str] = None
     base_url: Optional[str] = None
     remote_model: Optional[str] = None
     api_key_env: Optional[str] = None
+    api_key_file: Optional[str] = None      # a mounted Secret; read at request time when the env var is unset
+    # how an OpenAI-compatible endpoint takes the settings: "openai" (the OpenAI API: max_completion_tokens, no
+    # stop or repetition_penalty, as the study called GPT-4o) or "vllm" (max_tokens, stop, repetition_penalty)
+    dialect: Optional[Literal["openai", "vllm"]] = None
+    vllm: Optional[VLLMEngine] = None
+    export_name: Optional[str] = None       # the name in exported votes (the study's, e.g. "Latxa 3.1 70B Instruct")
     generation: GenerationSettings = GenerationSettings()
     autoscaling: Autoscaling = Autoscaling()
     num_cpus: float = Field(0.0, ge=0)
@@ -84,9 +125,14 @@ class ModelSpec(BaseModel):
         return v
 
     def check(self) -> None:
-        need = {"hf": "path", "mlflow": "model_uri", "openai": "base_url"}[self.kind]
+        need = {"hf": "path", "mlflow": "model_uri", "openai": "base_url", "anthropic": "remote_model",
+                "vllm": "vllm"}[self.kind]
+        if self.kind == "anthropic" and not self.remote_model:
+            self.remote_model = self.name
         if not getattr(self, need):
             raise ServeConfigError(f"model {self.name!r} of kind {self.kind} needs {need}.")
+        if self.vllm is not None and self.kind != "vllm":
+            raise ServeConfigError(f"model {self.name!r}: the vllm block needs kind: vllm.")
         if self.kind == "hf" and not (Path(self.path) / "config.json").is_file():
             raise ServeConfigError(f"model {self.name!r}: {self.path} is not a Hugging Face folder (no config.json).")
 
@@ -100,8 +146,23 @@ class ModelSpec(BaseModel):
     def public(self) -> dict[str, Any]:
         """What may be shown to admins and logged: never the key, only the variable's name."""
         return {"name": self.name, "kind": self.kind, "path": self.path, "model_uri": self.model_uri,
-                "base_url": self.base_url, "api_key_env": self.api_key_env,
+                "base_url": self.base_url, "api_key_env": self.api_key_env, "api_key_file": self.api_key_file,
                 "generation": self.generation.model_dump()}
+
+    def openai_dialect(self) -> str:
+        return self.dialect or ("vllm" if self.kind == "vllm" else "openai")
+
+    def api_key(self) -> str:
+        """The key, read now from the environment variable or else the Secret file (never stored or logged)."""
+        import os
+
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if not key and self.api_key_file:
+            try:
+                key = Path(self.api_key_file).read_text(encoding="utf-8").strip()
+            except OSError:
+                key = ""
+        return key
 
 
 class ControlBattle(BaseModel):
@@ -113,8 +174,9 @@ class ControlBattle(BaseModel):
 
 class ArenaSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    protocol: str = "latxa"          # serving/arena/protocols/<name>.yaml: latxa or ebaluatoia-2025
     database_url: Optional[str] = None
-    sampling: Literal["adaptive", "uniform"] = "adaptive"
+    sampling: Optional[Literal["adaptive", "uniform"]] = None   # None: the protocol's
     min_reading_seconds: float = Field(10.0, ge=0)
     max_turns: int = Field(10, ge=1)
     max_message_chars: int = Field(4000, ge=1)
@@ -132,7 +194,30 @@ class ArenaSettings(BaseModel):
     outlier_alpha: float = Field(0.001, gt=0, lt=1)
     leaderboard_bootstrap: int = Field(100, ge=1)
     leaderboard_cache_seconds: float = Field(30.0, ge=0)
+    # a model is listed once it has this many rated battles; until then the page says how many more it needs
+    leaderboard_min_battles: int = Field(20, ge=0)
+    # weak Gaussian prior on the leaderboard's ratings (rating points; null = the plain MLE): keeps ratings of
+    # models with few votes near 1000 instead of +-2000 (see docs/arena-api.md)
+    leaderboard_prior_sd: Optional[float] = Field(200.0, gt=0)
+    # how often the careless-voter test reruns after votes arrive (seconds; it also runs at start)
+    outlier_check_seconds: float = Field(30.0, gt=0)
     export_salt: Optional[str] = None
+    export_timezone: str = "UTC"     # timestamps in the export: naive local time of this zone (the study: the server's)
+
+
+class GPUNode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    gpus: int = Field(ge=1)
+
+
+class Placement(BaseModel):
+    """The GPU budget the vLLM models must fit (checked offline by ``latxa serve --dry-run``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accelerator_type: str = "A100-80G"
+    gpu_memory_gb: float = Field(80.0, gt=0)
+    nodes: list[GPUNode]
 
 
 class ServeDefaults(BaseModel):
@@ -153,11 +238,17 @@ class ServeDefaults(BaseModel):
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    extends: Optional[str] = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     defaults: ServeDefaults = ServeDefaults()
     models: list[ModelSpec] = []
     arena: ArenaSettings = ArenaSettings()
+    # the OpenAI-compatible /v1 routes on the same port; None: on unless the protocol hides model names
+    openai_api: Optional[bool] = None
+    # where the gateway reaches the vLLM models (Ray Serve LLM's OpenAI app); None: this Serve instance's /llm/v1
+    llm_base_url: Optional[str] = None
+    placement: Optional[Placement] = None
 
     def arena_models(self) -> list[ModelSpec]:
         return [m for m in self.models if m.arena]
@@ -170,18 +261,74 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3) -> ServeConfig:
-    """Read a serving YAML (or build the default tiny-model set when ``path`` is None)."""
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    raw = load_yaml_file(path, ServeConfigError, "Serving config") or {}
+    if not isinstance(raw, dict):
+        raise ServeConfigError(f"{path}: the top level must be a mapping.")
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}   # x-*: YAML anchors only
+    base = raw.get("extends")
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise ServeConfigError(f"{path}: extends: must name a shipped configuration or a path.")
+    shipped = CONFIGS / f"{base}.yaml"
+    target = shipped if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", base) and shipped.is_file() else (path.parent / base)
+    if target.resolve() in seen or len(seen) > 4:
+        raise ServeConfigError(f"{path}: extends: {base} loops back to itself.")
+    if not target.is_file():
+        names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+        raise ServeConfigError(f"{path}: extends: {base} is neither a shipped configuration ({names}) nor a file.")
+    parent = _read_raw(target, (*seen, path.resolve()))
+    merged = _merge(parent, {k: v for k, v in raw.items() if k != "extends"})
+    if "models" in raw:   # a list replaces the parent's, it is not merged
+        merged["models"] = raw["models"]
+    return merged
+
+
+def local_llm_url(port: int) -> str:
+    """Where `latxa serve` runs Ray Serve LLM's OpenAI app for the vLLM models: /llm on its own Serve proxy."""
+    return f"http://127.0.0.1:{port}/llm/v1"
+
+
+def shipped_config(name: str) -> Path:
+    """The path of a configuration shipped in serving/configs (``ebaluatoia-2025``: the study's models)."""
+    path = CONFIGS / f"{name}.yaml"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name) or not path.is_file():
+        names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+        raise ServeConfigError(f"{name}: no such serving config file, nor a shipped configuration ({names}).")
+    return path
+
+
+def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3, protocol: str | None = None) -> ServeConfig:
+    """Read a serving YAML (or build the default tiny-model set when ``path`` is None).
+
+    ``protocol`` (``--protocol``) overrides ``arena.protocol``; the protocol's generation settings are every
+    model's starting point.
+    """
+    from latxa.serving.arena.protocol import load_protocol
+
     if path is None:
         raw: dict[str, Any] = {}
     else:
         path = Path(path)
-        raw = load_yaml_file(path, ServeConfigError, "Serving config") or {}
-        if not isinstance(raw, dict):
-            raise ServeConfigError(f"{path}: the top level must be a mapping.")
+        raw = _read_raw(path)
+    arena_raw = raw.get("arena") or {}
+    if not isinstance(arena_raw, dict):
+        raise ServeConfigError(f"{path}: arena must be a mapping.")
+    if protocol:
+        arena_raw = {**arena_raw, "protocol": protocol}
+        raw = {**raw, "arena": arena_raw}
+    try:
+        proto = load_protocol(arena_raw.get("protocol"))
+    except LatxaError as err:
+        raise ServeConfigError(f"{path or 'serving config'}: arena.protocol: {err}") from None
+    if arena_raw.get("control_rate") and not proto.control_battles:
+        raise ServeConfigError(f"{path or 'serving config'}: arena.control_rate: the {proto.name} protocol has no "
+                               "control battles; remove it or use --protocol latxa.")
     given = raw.get("defaults") or {}
     defaults = given.get("generation") if isinstance(given, dict) else None
     defaults = defaults if isinstance(defaults, dict) else {}  # anything else is named by the validation below
+    defaults = _merge(proto.generation, defaults)
     models = raw.get("models")
     if models is None:
         models = default_models(tiny_copies)
@@ -205,6 +352,12 @@ def load_serve_config(path: str | Path | None = None, tiny_copies: int = 3) -> S
         raise ServeConfigError(f"{path}: model names must be unique ({', '.join(sorted(dup))} repeated).")
     for m in cfg.models:
         m.check()
+        if m.kind == "vllm" and not m.base_url:
+            m.base_url = cfg.llm_base_url or local_llm_url(cfg.port)
+    if cfg.placement is not None:
+        from latxa.serving.placement import plan_placement
+
+        plan_placement(cfg)   # raises ServeConfigError naming the model that does not fit
     return cfg
 
 

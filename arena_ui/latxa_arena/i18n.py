@@ -39,9 +39,9 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     "auth.basque_level": ("Euskara-maila", "Nivel de euskera", "Basque level"),
     "auth.education": ("Ikasketa-maila", "Nivel de estudios", "Education"),
     "auth.age_notice": (
-        "18 urte edo gehiago ditut. Adingabeek ezin dute parte hartu.",
-        "Tengo 18 años o más. Los menores de edad no pueden participar.",
-        "I am 18 or older. Minors may not take part.",
+        "{age} urte edo gehiago ditut. Gazteagoek ezin dute parte hartu.",
+        "Tengo {age} años o más. Las personas más jóvenes no pueden participar.",
+        "I am {age} or older. Younger people may not take part.",
     ),
     "auth.consent": (
         "Onartzen dut nire galderak, ereduen erantzunak eta nire botoak ikerketarako argitaratzea, "
@@ -143,9 +143,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     # --- leaderboard
     "lb.title": ("Sailkapena", "Clasificación", "Leaderboard"),
     "lb.intro": (
-        "Elo/Bradley-Terry puntuazioak %95eko konfiantza-tarteekin, dimentsio bakoitzeko.",
-        "Puntuaciones Elo/Bradley-Terry con intervalos de confianza del 95 %, por dimensión.",
-        "Elo/Bradley-Terry ratings with 95% confidence intervals, per dimension.",
+        "Bradley-Terry puntuazioak %95eko konfiantza-tarteekin, dimentsio bakoitzeko. Aurrezko ahul batek "
+        "(1000 ± 200) boto gutxiko ereduen puntuazioak mugatzen ditu.",
+        "Puntuaciones Bradley-Terry con intervalos de confianza del 95 %, por dimensión. Una distribución a priori "
+        "débil (1000 ± 200) acota las puntuaciones de los modelos con pocos votos.",
+        "Bradley-Terry ratings with 95% confidence intervals, per dimension. A weak prior (1000 ± 200) keeps the "
+        "ratings of models with few votes bounded.",
     ),
     "lb.dimension": ("Dimentsioa", "Dimensión", "Dimension"),
     "lb.rank": ("Postua", "Puesto", "Rank"),
@@ -155,6 +158,32 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     "lb.battles": ("Borrokak", "Batallas", "Battles"),
     "lb.total_votes": ("Boto guztiak", "Votos totales", "Total votes"),
     "lb.empty": ("Oraindik ez dago botorik.", "Todavía no hay votos.", "No votes yet."),
+    "lb.hidden": (
+        "Ebaluatoiak irauten duen bitartean ez da ereduen sailkapenik argitaratzen (ikerketan bezala). "
+        "Emaitzak bozketa amaitzean argitaratuko dira.",
+        "Mientras dura la evaluación no se publica ninguna clasificación de modelos (como en el estudio). "
+        "Los resultados se publicarán al terminar.",
+        "No model leaderboard is published while votes are collected (as in the study). "
+        "The results are published when the evaluation ends.",
+    ),
+    "lb.not_enough": (
+        "Oraindik ez dago boto nahikorik sailkapena erakusteko.",
+        "Todavía no hay votos suficientes para mostrar la clasificación.",
+        "Not enough votes yet to show the leaderboard.",
+    ),
+    "lb.min_battles": (
+        "Eredu bat sailkapenean agertzen da gutxienez borroka hauek dituenean:",
+        "Un modelo aparece en la clasificación cuando tiene al menos estas batallas:",
+        "A model appears on the leaderboard once it has at least this many battles:",
+    ),
+    "lb.needs_more": ("Falta diren botoak", "Votos que faltan", "More votes needed"),
+    "lb.waiting": ("Boto gehiagoren zain", "Esperando más votos", "Waiting for more votes"),
+    "auth.need_email": (
+        "Posta elektronikoa beharrezkoa da (zozketarako).",
+        "El correo electrónico es obligatorio (para el sorteo).",
+        "An e-mail address is required (for the raffle).",
+    ),
+    "auth.email_required": ("Posta elektronikoa", "Correo electrónico", "E-mail"),
     "lb.refresh": ("Eguneratu", "Actualizar", "Refresh"),
     "dim.content": ("Edukia", "Contenido", "Content"),
     "dim.language": ("Euskara", "Euskera", "Basque"),

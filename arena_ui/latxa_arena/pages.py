@@ -8,7 +8,8 @@ from latxa_arena.state import ArenaState, LeaderboardState, MineState
 
 DIMENSIONS = ("overall", "content", "language")
 MESSAGE_KEYS = ("auth.need_fields", "auth.need_consent", "vote.incomplete", "battle.api_down", "vote.too_early",
-                "auth.username_taken", "auth.bad_login", "battle.busy", "battle.closed", "common.rate_limited")
+                "auth.username_taken", "auth.bad_login", "battle.busy", "battle.closed", "common.rate_limited",
+                "auth.need_email")
 
 
 def t(key: str) -> rx.Var:
@@ -23,9 +24,16 @@ def message(var: rx.Var) -> rx.Var:
 
 
 def choice_label(prefix: str, code: rx.Var) -> rx.Var:
-    """Label of a server-defined option (Basque level, education) from the catalogue, else the code itself."""
+    """Label of a server-defined option (Basque level, education): the protocol's own label where it brings its
+    texts (the study's Basque form), else the catalogue's, else the code itself."""
     keys = [k for k in CATALOGUE if k.startswith(prefix + ".")]
-    return rx.match(code, *[(k.split(".", 1)[1], t(k)) for k in keys], code)
+    labels = ArenaState.level_labels if prefix == "level" else ArenaState.education_labels
+    return rx.cond(ArenaState.proto_texts, labels[code], rx.match(code, *[(k.split(".", 1)[1], t(k)) for k in keys], code))
+
+
+def proto_text(var: rx.Var, key: str) -> rx.Var:
+    """A text the protocol defines (the study's exact Basque wording) or, for ours, the catalogue's translation."""
+    return rx.cond(ArenaState.proto_texts, var, t(key))
 
 
 # ---------------------------------------------------------------- layout
@@ -76,19 +84,28 @@ def field(label_key: str, control: rx.Component) -> rx.Component:
 def login_page() -> rx.Component:
     s = ArenaState
     register_fields = rx.vstack(
-        field("auth.email", rx.input(value=s.form_email, on_change=s.set_form_email, type="email", id="email", width="100%")),
+        rx.vstack(rx.text(rx.cond(s.email_required, t("auth.email_required"), t("auth.email")), size="2",
+                          weight="medium"),
+                  rx.input(value=s.form_email, on_change=s.set_form_email, type="email", id="email", width="100%",
+                           required=s.email_required),
+                  spacing="1", width="100%"),
         field("auth.basque_level", rx.select.root(
             rx.select.trigger(id="basque-level", width="100%"),
             rx.select.content(rx.foreach(s.basque_levels, lambda c: rx.select.item(choice_label("level", c), value=c))),
             value=s.form_level, on_change=s.set_form_level)),
+        rx.cond(s.level_help != "", rx.text(s.level_help, size="1", color_scheme="gray", white_space="pre-wrap",
+                                            id="level-help")),
         field("auth.education", rx.select.root(
             rx.select.trigger(id="education", width="100%"),
             rx.select.content(rx.foreach(s.education_levels, lambda c: rx.select.item(choice_label("edu", c), value=c))),
             value=s.form_education, on_change=s.set_form_education)),
-        rx.callout(rx.vstack(rx.text(t("auth.consent")), rx.text.strong(s.licence), rx.text(s.consent_text, size="1")),
+        rx.cond(s.education_help != "", rx.text(s.education_help, size="1", color_scheme="gray", id="education-help")),
+        rx.callout(rx.vstack(rx.cond(s.consent_title != "", rx.text.strong(s.consent_title)), rx.text(t("auth.consent")),
+                             rx.text.strong(s.licence), rx.text(s.consent_text, size="1", white_space="pre-wrap",
+                                                                 id="consent-text")),
                    icon="info", size="1", width="100%"),
         rx.checkbox(t("auth.accept"), checked=s.form_consent, on_change=s.set_form_consent, id="consent"),
-        rx.checkbox(t("auth.age_notice"), checked=s.form_adult, on_change=s.set_form_adult, id="adult"),
+        rx.checkbox(s.age_text, checked=s.form_adult, on_change=s.set_form_adult, id="adult"),
         spacing="3", width="100%",
     )
     return layout(rx.center(
@@ -124,9 +141,10 @@ def panel(side: str) -> rx.Component:
     err = s.error_a if side == "a" else s.error_b
     name = s.model_a_name if side == "a" else s.model_b_name
     return rx.card(rx.vstack(
-        rx.hstack(rx.heading(t(f"battle.model_{side}"), size="4"),
+        rx.hstack(rx.heading(proto_text(s.label_a if side == "a" else s.label_b, f"battle.model_{side}"), size="4",
+                             id=f"label-{side}"),
                   rx.cond(status == "streaming", rx.spinner(size="2")),
-                  rx.cond(s.voted, rx.badge(name, size="2", color_scheme="green", id=f"reveal-{side}")),
+                  rx.cond(s.voted & s.reveal, rx.badge(name, size="2", color_scheme="green", id=f"reveal-{side}")),
                   align="center"),
         rx.foreach(s.turns, lambda turn: rx.vstack(bubble(turn["user"], True), bubble(turn[side], False),
                                                     spacing="2", width="100%", class_name="turn")),
@@ -144,13 +162,14 @@ def panel(side: str) -> rx.Component:
     ), id=f"panel-{side}", width="100%", data_status=status)
 
 
-def vote_row(question_key: str, value: rx.Var, setter, row_id: str) -> rx.Component:
-    options = (("model_a", "vote.a"), ("tie", "vote.tie"), ("model_b", "vote.b"))
+def vote_row(question_key: str, question: rx.Var, value: rx.Var, setter, row_id: str) -> rx.Component:
+    s = ArenaState
+    options = (("model_a", "vote.a", s.choice_a), ("tie", "vote.tie", s.choice_tie), ("model_b", "vote.b", s.choice_b))
     return rx.vstack(
-        rx.text(t(question_key), weight="medium"),
-        rx.hstack(*[rx.button(t(key), id=f"{row_id}-{code}", on_click=setter(code),
+        rx.text(proto_text(question, question_key), weight="medium"),
+        rx.hstack(*[rx.button(proto_text(label, key), id=f"{row_id}-{code}", on_click=setter(code),
                               variant=rx.cond(value == code, "solid", "outline"),
-                              aria_pressed=rx.cond(value == code, "true", "false")) for code, key in options],
+                              aria_pressed=rx.cond(value == code, "true", "false")) for code, key, label in options],
                   spacing="2", wrap="wrap"),
         spacing="2", id=row_id,
     )
@@ -161,9 +180,9 @@ def vote_panel() -> rx.Component:
     return rx.card(rx.vstack(
         rx.heading(t("vote.title"), size="4"),
         rx.text(t("vote.wait"), size="1", color_scheme="gray"),
-        vote_row("vote.content", s.v_content, s.set_v_content, "vote-content"),
-        vote_row("vote.language", s.v_language, s.set_v_language, "vote-language"),
-        rx.cond(s.need_overall, vote_row("vote.overall", s.v_overall, s.set_v_overall, "vote-overall")),
+        vote_row("vote.content", s.q_content, s.v_content, s.set_v_content, "vote-content"),
+        vote_row("vote.language", s.q_language, s.v_language, s.set_v_language, "vote-language"),
+        rx.cond(s.need_overall, vote_row("vote.overall", s.q_overall, s.v_overall, s.set_v_overall, "vote-overall")),
         rx.cond(s.vote_error != "", rx.callout(
             rx.hstack(rx.text(message(s.vote_error)), rx.cond(s.vote_wait_s > 0, rx.text.strong(s.vote_wait_s, " s")),
                       spacing="1"),
@@ -184,6 +203,12 @@ def reveal_panel() -> rx.Component:
     ), icon="party_popper", color_scheme="green", id="reveal", width="100%")
 
 
+def sent_panel() -> rx.Component:
+    """After the vote under a protocol that never reveals the models (the study's): its message, no names."""
+    return rx.callout(rx.text(ArenaState.after_vote_text), icon="check", color_scheme="green", id="vote-sent",
+                      width="100%")
+
+
 def battle_page() -> rx.Component:
     s = ArenaState
     return layout(
@@ -192,17 +217,19 @@ def battle_page() -> rx.Component:
         error_box(s.battle_error, "battle-error"),
         rx.grid(panel("a"), panel("b"), columns=rx.breakpoints(initial="1", sm="2"), spacing="4", width="100%"),
         rx.hstack(
-            rx.text_area(value=s.prompt, on_change=s.set_prompt, placeholder=t("battle.placeholder"), id="prompt",
+            rx.text_area(value=s.prompt, on_change=s.set_prompt, id="prompt",
+                         placeholder=rx.cond(s.placeholder_text != "", s.placeholder_text, t("battle.placeholder")),
                          disabled=s.streaming | s.voted, max_length=s.max_chars, width="100%", rows="3"),
             rx.vstack(
                 rx.button(t("battle.send"), on_click=s.send, id="send", loading=s.streaming,
                           disabled=s.voted | (s.prompt == ""), width="100%"),
-                rx.button(t("battle.new"), on_click=s.new_battle, id="new-battle", variant="outline",
+                rx.button(rx.cond(s.new_battle_label != "", s.new_battle_label, t("battle.new")), on_click=s.new_battle,
+                          id="new-battle", variant="outline",
                           disabled=s.streaming, width="100%"),
             ),
             width="100%", align="start",
         ),
-        rx.cond(s.voted, reveal_panel(), rx.cond(s.has_answers, vote_panel())),
+        rx.cond(s.voted, rx.cond(s.reveal, reveal_panel(), sent_panel()), rx.cond(s.has_answers, vote_panel())),
     )
 
 
@@ -240,9 +267,36 @@ def leaderboard_page() -> rx.Component:
         rx.text(t("lb.intro"), color_scheme="gray"),
         rx.text(t("lb.total_votes"), ": ", rx.text.strong(s.votes, id="lb-votes")),
         error_box(s.lb_error, "lb-error"),
-        rx.cond(s.votes == 0, rx.text(t("lb.empty"), id="lb-empty"), rx.vstack(*[dimension_block(d) for d in DIMENSIONS],
-                                                                              width="100%", spacing="4")),
+        rx.cond(
+            s.hidden,
+            rx.callout(t("lb.hidden"), icon="eye_off", id="lb-hidden", width="100%"),
+            rx.vstack(
+                rx.cond(s.votes == 0, rx.text(t("lb.empty"), id="lb-empty")),
+                rx.cond(s.shown == 0,
+                        rx.callout(rx.vstack(rx.text(t("lb.not_enough"), weight="bold"),
+                                             rx.text(t("lb.min_battles"), " ", rx.text.strong(s.min_battles))),
+                                   icon="hourglass", color_scheme="orange", id="lb-not-enough", width="100%"),
+                        rx.vstack(*[dimension_block(d) for d in DIMENSIONS], width="100%", spacing="4")),
+                rx.cond(s.pending.length() > 0, pending_block()),
+                width="100%", spacing="4"),
+        ),
     )
+
+
+def pending_block() -> rx.Component:
+    """Models still short of the minimum number of battles, and how many more votes each needs."""
+    s = LeaderboardState
+    return rx.card(rx.vstack(
+        rx.heading(t("lb.waiting"), size="4"),
+        rx.text(t("lb.min_battles"), " ", rx.text.strong(s.min_battles), size="2"),
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(t(k)) for k in
+                                           ("lb.model", "lb.battles", "lb.needs_more")])),
+            rx.table.body(rx.foreach(s.pending, lambda p: rx.table.row(
+                rx.table.row_header_cell(p["model"]), rx.table.cell(p["battles"]),
+                rx.table.cell(p["needed"], class_name="needed")))),
+            variant="surface", size="1", width="100%"),
+        width="100%"), id="lb-pending", width="100%")
 
 
 # ---------------------------------------------------------------- my contribution

@@ -57,6 +57,30 @@ class ArenaState(rx.State):
     consent_version: str = ""
     max_chars: int = 4000
     min_reading_s: float = 0.0
+    # the arena protocol (/api/config -> protocol): texts, the overall-question rule, reveal, leaderboard
+    proto_name: str = ""
+    proto_texts: bool = False          # the protocol's own (Basque) texts instead of the catalogue's
+    label_a: str = "A eredua"
+    label_b: str = "B eredua"
+    new_battle_label: str = ""
+    placeholder_text: str = ""
+    q_content: str = ""
+    q_language: str = ""
+    q_overall: str = ""
+    choice_a: str = ""
+    choice_tie: str = ""
+    choice_b: str = ""
+    overall_rule: str = "differ"
+    reveal: bool = True
+    public_leaderboard: bool = True
+    after_vote_text: str = ""
+    email_required: bool = False
+    min_age: int = 18
+    level_labels: dict[str, str] = {}
+    education_labels: dict[str, str] = {}
+    level_help: str = ""
+    education_help: str = ""
+    consent_title: str = ""
 
     # auth form
     register_mode: bool = True
@@ -103,7 +127,18 @@ class ArenaState(rx.State):
 
     @rx.var
     def need_overall(self) -> bool:
-        return bool(self.v_content and self.v_language and self.v_content != self.v_language)
+        """The protocol's rule: "reference" (the study) asks only when content and language disagree and neither
+        is a tie; "differ" (ours) whenever they differ."""
+        if not (self.v_content and self.v_language) or self.v_content == self.v_language:
+            return False
+        return self.overall_rule != "reference" or "tie" not in (self.v_content, self.v_language)
+
+    @rx.var
+    def age_text(self) -> str:
+        from latxa_arena.i18n import CATALOGUE, LANGS
+
+        text = CATALOGUE["auth.age_notice"][LANGS.index(self.lang) if self.lang in LANGS else 0]
+        return text.replace("{age}", str(self.min_age))
 
     @rx.var
     def has_answers(self) -> bool:
@@ -113,7 +148,7 @@ class ArenaState(rx.State):
     def vote_ready(self) -> bool:
         if not (self.v_content and self.v_language) or self.voted or self.streaming:
             return False
-        return bool(self.v_overall) or self.v_content == self.v_language
+        return bool(self.v_overall) or not self.need_overall
 
     # ----- language
     @rx.event
@@ -135,6 +170,29 @@ class ArenaState(rx.State):
         self.consent_version = str(consent.get("version", ""))
         self.max_chars = int(cfg.get("max_message_chars", 4000))
         self.min_reading_s = float(cfg.get("min_reading_seconds", 0.0))
+        proto = cfg.get("protocol") or {}
+        self.proto_name = str(proto.get("name", ""))
+        self.proto_texts = bool(self.proto_name) and self.proto_name != "latxa"
+        labels, questions, choices = proto.get("labels") or {}, proto.get("questions") or {}, proto.get("choices") or {}
+        self.label_a, self.label_b = str(labels.get("a", "A eredua")), str(labels.get("b", "B eredua"))
+        self.new_battle_label = str(proto.get("new_battle", ""))
+        self.placeholder_text = str(proto.get("placeholder", ""))
+        self.q_content, self.q_language = str(questions.get("content", "")), str(questions.get("language", ""))
+        self.q_overall = str(questions.get("overall", ""))
+        self.choice_a, self.choice_tie = str(choices.get("model_a", "")), str(choices.get("tie", ""))
+        self.choice_b = str(choices.get("model_b", ""))
+        self.overall_rule = str(proto.get("overall_rule", "differ"))
+        self.reveal = bool(proto.get("reveal", True))
+        self.public_leaderboard = bool(proto.get("public_leaderboard", True))
+        self.after_vote_text = str(proto.get("after_vote", ""))
+        reg = proto.get("registration") or {}
+        self.email_required = reg.get("email") == "required"
+        self.min_age = int(reg.get("min_age") or 18)
+        self.level_labels = {str(c["code"]): str(c["label"]) for c in reg.get("basque_levels") or []}
+        self.education_labels = {str(c["code"]): str(c["label"]) for c in reg.get("education_levels") or []}
+        self.level_help = str(reg.get("basque_level_help", ""))
+        self.education_help = str(reg.get("education_help", ""))
+        self.consent_title = str(consent.get("title", ""))
 
     @rx.event
     async def load_auth(self):
@@ -202,6 +260,9 @@ class ArenaState(rx.State):
             return
         if self.register_mode and not (self.form_consent and self.form_adult):
             self.auth_error = "auth.need_consent"
+            return
+        if self.register_mode and self.email_required and not self.form_email.strip():
+            self.auth_error = "auth.need_email"
             return
         self.auth_busy = True
         yield
@@ -396,9 +457,9 @@ class ArenaState(rx.State):
             if self._auth_lost(err):
                 yield rx.redirect("/login")
             return
-        models = out.get("models") or {}
-        self.model_a_name = str(models.get("model_a", ""))
-        self.model_b_name = str(models.get("model_b", ""))
+        models = out.get("models") or {}   # null where the protocol never reveals them
+        self.model_a_name = str(models.get("model_a", "")) if self.reveal else ""
+        self.model_b_name = str(models.get("model_b", "")) if self.reveal else ""
         self.voted = True
         self.vote_busy = False
 
@@ -406,6 +467,11 @@ class ArenaState(rx.State):
 class LeaderboardState(ArenaState):
     votes: int = 0
     updated_at: str = ""
+    hidden: bool = False           # the protocol publishes no model leaderboard while votes are collected
+    min_battles: int = 0
+    pending: list[dict[str, str]] = []   # models still short of min_battles: model, battles, needed
+    needed_most: int = 0           # the most any model still needs
+    shown: int = 0                 # models with enough battles
     rows: dict[str, list[dict[str, str]]] = {"overall": [], "content": [], "language": []}
     chart: dict[str, list[dict]] = {"overall": [], "content": [], "language": []}
     lb_error: str = ""
@@ -421,6 +487,13 @@ class LeaderboardState(ArenaState):
             return
         self.votes = int(data.get("votes", 0))
         self.updated_at = str(data.get("updated_at", ""))
+        self.hidden = bool(data.get("hidden", False))
+        self.min_battles = int(data.get("min_battles") or 0)
+        pending = data.get("pending") or []
+        self.pending = [{"model": str(p.get("model", "")), "battles": str(p.get("battles", 0)),
+                         "needed": str(p.get("needed", 0))} for p in pending]
+        self.needed_most = max([int(p.get("needed", 0)) for p in pending], default=0)
+        self.shown = len((data.get("ratings") or {}).get("overall") or {})
         rows: dict[str, list[dict[str, str]]] = {}
         chart: dict[str, list[dict]] = {}
         for dim in ("overall", "content", "language"):

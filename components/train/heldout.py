@@ -6,10 +6,11 @@ loss over batches, so its ``eval_loss`` is the mean over *examples* of each exam
 tokens, over both sets together. We log that same number (``eval_loss``), per set too (``eval_loss.<set>``), plus
 the token-weighted mean per set (``eval_token_loss.<set>``).
 
-Our held-out sets are prepared like the training data (packed rows, block-diagonal attention keeps examples
-apart), so an example's loss is the same as unpacked; examples are told apart by ``position_ids`` restarting at 0.
-Rows are spread over ranks; every rank runs the same number of forward passes (ZeRO-3 gathers parameters in
-every forward), padding with a repeated row that counts for nothing.
+Our held-out sets are prepared like the training data (packed rows, attention kept inside each example), so an
+example's loss is the same as unpacked; examples are told apart by ``position_ids`` restarting at 0. Rows are
+spread over ranks; every rank runs the same number of decoder and head calls (ZeRO-3 and FSDP gather parameters
+in them), padding with a repeated row that counts for nothing. The head runs on chunks of tokens, so a row's
+full-vocabulary logits never exist at once.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class HeldoutEval:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def run(self, model, forward: Callable) -> dict[str, float]:
-        """``forward(input_ids, position_ids) -> logits`` (B, L, V) with packed-document attention."""
+    def run(self, model, losses_of: Callable) -> dict[str, float]:
+        """``losses_of(batch) -> (losses (N,), targets (N,))``: per-token losses of one micro-batch of packed rows
+        through the training forward, and its shifted targets (-100: no loss); the recipe's
+        :meth:`~latxa.components.train.loop.TrainRecipe.heldout_token_losses` (every rank calls it in step)."""
         import torch
 
         was_training = model.training
@@ -42,7 +45,7 @@ class HeldoutEval:
         try:
             with torch.no_grad():
                 for ds in self.sets.values():
-                    sums += self._one_set(ds, forward)
+                    sums += self._one_set(ds, losses_of)
         finally:
             model.train(was_training)
         totals = self.reduce(sums)
@@ -60,7 +63,7 @@ class HeldoutEval:
             out["eval_loss"] = all_example_sum / all_examples
         return out
 
-    def _one_set(self, ds, forward) -> list[float]:
+    def _one_set(self, ds, losses_of) -> list[float]:
         import numpy as np
         import torch
 
@@ -71,19 +74,13 @@ class HeldoutEval:
             idx = self.rank + j * self.world
             counts = idx < n                       # padding rows keep forward passes in step across ranks
             row = ds[[idx if counts else 0]]
-            input_ids = torch.as_tensor(np.asarray(row["input_ids"]), dtype=torch.long, device=self.device)
-            labels = torch.as_tensor(np.asarray(row["labels"]), dtype=torch.long, device=self.device)
-            position_ids = torch.as_tensor(np.asarray(row["position_ids"]), dtype=torch.long, device=self.device)
-            logits = forward(input_ids, position_ids)
+            batch = {k: torch.as_tensor(np.asarray(row[k]), dtype=torch.long) for k in ("input_ids", "labels", "position_ids")}
+            losses, targets = losses_of(batch)        # every rank, every row (padding too): collectives in step
             if not counts:
                 continue
-            tgt = labels[:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1, :].float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100,
-                reduction="none").view_as(tgt)
-            mask = tgt != -100
-            # the example each predicted token belongs to: documents start where position_ids is 0
-            doc = torch.cumsum((position_ids == 0).to(torch.int64), dim=-1)[:, 1:]
+            mask = targets != -100
+            # the example each target belongs to: documents start where position_ids is 0
+            doc = torch.cumsum((batch["position_ids"].reshape(-1) == 0).to(torch.int64), dim=0).to(losses.device)
             tok_sum += float(losses[mask].sum())
             toks += float(mask.sum())
             for d in torch.unique(doc[mask]).tolist():
@@ -91,3 +88,17 @@ class HeldoutEval:
                 ex_sum += float(losses[sel].mean())
                 exs += 1.0
         return [tok_sum, toks, ex_sum, exs]
+
+
+def token_losses(hidden, head, targets, chunk_tokens: int = 1024):
+    """Per-token cross-entropy of ``head(hidden)`` (0 where the target is -100), ``chunk_tokens`` logits at a time:
+    never the full-vocabulary logits of a whole row, and a fixed number of head calls for a fixed row length."""
+    import torch
+
+    chunk_tokens = chunk_tokens or hidden.shape[0]
+    out = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for start in range(0, hidden.shape[0], chunk_tokens):
+        logits = head(hidden[start:start + chunk_tokens]).float()
+        out[start:start + chunk_tokens] = torch.nn.functional.cross_entropy(
+            logits, targets[start:start + chunk_tokens], ignore_index=-100, reduction="none")
+    return out

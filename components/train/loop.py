@@ -166,8 +166,12 @@ def _skip_cpu_inference_shm_op() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
-def add_neftune(model, alpha: float):
-    """NEFTune (Jain et al. 2023): uniform noise on input embeddings during training, scaled by alpha/sqrt(L*d)."""
+def add_neftune(model, alpha: float, seq_len: int | None = None):
+    """NEFTune (Jain et al. 2023): uniform noise on input embeddings during training, scaled by alpha/sqrt(L*d).
+
+    L is the length of one packed row (``seq_len``), not of the flattened micro-batch the maskless path feeds
+    the model (``B*L`` tokens in one row): the noise is what HF's NEFTune gives the reference's rows.
+    """
     import torch
 
     if alpha <= 0:
@@ -177,23 +181,44 @@ def add_neftune(model, alpha: float):
     def hook(module, _args, output):
         if not module.training:
             return output
-        dims = output.size(1) * output.size(2)
+        dims = (seq_len or output.size(1)) * output.size(2)
         mag = alpha / (dims ** 0.5)
         return output + torch.zeros_like(output).uniform_(-mag, mag)
 
     return embed.register_forward_hook(hook)
 
 
-def load_model(plan, device):
+def load_model(plan, device, attn_implementation: str = "sdpa"):
+    """The whole model on this rank (DDP and DeepSpeed): fp32 for DDP (autocast runs the bf16 maths), the plan's
+    half precision for DeepSpeed (its optimizer keeps the fp32 master copy). FSDP builds on meta instead."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.float32
-    model = AutoModelForCausalLM.from_pretrained(plan.model_dir, dtype=dtype, attn_implementation="sdpa")
+    half = plan.deepspeed_stage > 0 and plan.precision in ("bf16", "fp16")
+    dtype = getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[plan.precision]) if half else torch.float32
+    first = "flash_attention_2" if attn_implementation == "flash_attention_2" else "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(plan.model_dir, dtype=dtype, attn_implementation=first)
+    if attn_implementation != first:
+        model.set_attn_implementation(attn_implementation)
     model.config.use_cache = False
     if plan.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device)
+
+
+def build_sharded_model(plan, device, *, rank: int, world: int, attn_implementation: str):
+    """FSDP2: built on the meta device, sharded, then filled one tensor at a time from rank 0 (see sharding.py)."""
+    from latxa.components.train import sharding
+
+    model = sharding.build_on_meta(plan.model_dir, "sdpa")
+    if attn_implementation != "sdpa":
+        model.set_attn_implementation(attn_implementation)
+    if plan.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    mesh = sharding.device_mesh(plan.fsdp, world, plan.fsdp_shard_size, device.type)
+    sharding.shard(model, mesh, bf16=plan.precision == "bf16", prefetch=plan.prefetch_layers)
+    sharding.load_sharded(model, plan.model_dir, device, rank=rank)
+    return model
 
 
 def _stack(values):
@@ -338,9 +363,32 @@ class TrainRecipe:
     def use_deepspeed(self) -> bool:
         return self.plan.deepspeed_stage > 0
 
+    @property
+    def use_fsdp(self) -> bool:
+        return self.plan.fsdp != "none"
+
     def _setup_model(self) -> None:
-        self.model = load_model(self.plan, self.device)
-        self._neftune = add_neftune(self.model, self.plan.neftune_alpha)
+        from latxa.components.train.attention import attention_implementation
+        from latxa.components.train.loss import install_packed_loss
+
+        self._set_matmul_precision()
+        self.attn = attention_implementation(self.plan.backend, self.plan.attention)
+        if self.use_fsdp:
+            if _dist() is None:
+                raise RuntimeError("FSDP needs torch.distributed; run it on Ray Train (or torchrun)")
+            self.model = build_sharded_model(self.plan, self.device, rank=self.rank, world=self.world,
+                                             attn_implementation=self.attn)
+        else:
+            self.model = load_model(self.plan, self.device, self.attn)
+        install_packed_loss(self.model, self.plan.loss_chunk_tokens, fused=not self.use_deepspeed)
+        self._neftune = add_neftune(self.model, self.plan.neftune_alpha, self.plan.seq_len)
+
+    def _set_matmul_precision(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.plan.tf32
+            torch.backends.cudnn.allow_tf32 = self.plan.tf32
 
     def _setup_optimizer(self) -> None:
         from latxa.components.train.optim import build_optimizer, build_scheduler
@@ -362,11 +410,13 @@ class TrainRecipe:
                 model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
                 config=deepspeed_config(self.plan), dist_init_required=_dist() is None and self.world > 1)
             self.net = self.engine
+        elif self.use_fsdp:
+            self.net = self.model      # fully_shard wrapped the modules in place
         elif _dist() is not None and self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.model, device_ids=ids, bucket_cap_mb=self.plan.bucket_mb)
         else:
             self.net = self.model
 
@@ -403,15 +453,32 @@ class TrainRecipe:
         self.heldout = HeldoutEval(self.plan, self.rank, self.world, self.device, reduce) if self.plan.heldout else None
         self._decision = None
 
-    def forward_logits(self, input_ids, position_ids):
-        """The training forward (packed-document attention) without a loss: what the held-out loss runs."""
+    def heldout_token_losses(self, batch: dict):
+        """Per-token losses of one micro-batch through the training forward, for the held-out loss: (losses (N,),
+        shifted targets (N,)). The model is called as in training (``self.net``: FSDP/ZeRO-3 gather as they do
+        there) with every target ignored, so the packed loss does no work; a hook on the decoder computes each
+        token's loss from its hidden state with the LM head, chunk by chunk, while the head's weights are gathered."""
         import torch
 
-        from latxa.components.train.data import packed_attention_mask
+        from latxa.components.train.heldout import token_losses
 
-        mask = packed_attention_mask(position_ids, torch.float32 if self.plan.precision == "fp32" else torch.bfloat16)
-        with self._autocast():
-            return self.net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
+        inputs = self._model_inputs(batch)
+        targets = inputs["targets"]
+        head = self.model.get_output_embeddings()
+        found: dict = {}
+
+        def hook(_module, _args, output):
+            hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+            found["losses"] = token_losses(hidden.reshape(-1, hidden.shape[-1]), head, targets,
+                                           self.plan.loss_chunk_tokens)
+
+        handle = self.model.model.register_forward_hook(hook)
+        try:
+            with self._autocast():
+                self.net(**{**inputs, "targets": torch.full_like(targets, -100)})
+        finally:
+            handle.remove()
+        return found["losses"], targets
 
     # --- the loop ------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -471,30 +538,40 @@ class TrainRecipe:
     def _autocast(self):
         import torch
 
-        if self.plan.precision == "bf16" and not self.use_deepspeed:
+        if self.plan.precision == "bf16" and not self.use_deepspeed and not self.use_fsdp:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _forward_backward(self, batch: dict, *, global_tokens: float, sync: bool) -> float:
-        """One micro-batch; returns its summed token loss. Gradients accumulate into the model."""
+    def _model_inputs(self, batch: dict) -> dict:
+        """Model kwargs of one micro-batch: flattened to one packed row with document boundaries (no mask), or,
+        on the reference path (``attention: masked_sdpa``), rows with their 4D block-diagonal mask."""
         import torch
 
+        from latxa.components.train.attention import packed_kwargs
         from latxa.components.train.data import packed_attention_mask
+        from latxa.components.train.loss import shifted_targets
 
+        ids = batch["input_ids"].to(self.device)
+        pos = batch["position_ids"].to(self.device)
+        targets = shifted_targets(batch["labels"].to(self.device)).reshape(-1)
+        if self.attn == "sdpa":
+            dtype = torch.float32 if self.plan.precision == "fp32" else torch.bfloat16
+            return {"input_ids": ids, "position_ids": pos, "targets": targets,
+                    "attention_mask": packed_attention_mask(pos, dtype)}
+        return {"input_ids": ids.reshape(1, -1), "position_ids": pos.reshape(1, -1), "targets": targets,
+                **packed_kwargs(pos)}
+
+    def _forward_backward(self, batch: dict, *, global_tokens: float, sync: bool) -> float:
+        """One micro-batch; returns its summed token loss. Gradients accumulate into the model."""
         plan = self.plan
-        input_ids = batch["input_ids"].to(self.device)
-        labels = batch["labels"].to(self.device)
-        position_ids = batch["position_ids"].to(self.device)
-        mask = packed_attention_mask(position_ids, torch.float32 if plan.precision == "fp32" else torch.bfloat16)
-        ddp = not self.use_deepspeed and self.net is not self.model
+        inputs = self._model_inputs(batch)
+        ddp = not self.use_deepspeed and not self.use_fsdp and self.net is not self.model
+        if self.use_fsdp:
+            self.model.set_requires_gradient_sync(sync)     # reduce-scatter only after the last micro-batch
         with (self.net.no_sync() if ddp and not sync else nullcontext()):
             with self._autocast():
-                out = self.net(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
-            logits = out.logits[:, :-1, :].float()
-            tgt = labels[:, 1:]
-            summed = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum")
-            # gradient of the global token-weighted mean: DDP and DeepSpeed average over ranks (x world);
+                summed = self.net(**inputs)   # the packed loss (loss.install_packed_loss): no full logits
+            # gradient of the global token-weighted mean: DDP, FSDP and DeepSpeed average over ranks (x world);
             # DeepSpeed also divides by gradient_accumulation_steps (x accum).
             scale = self.world * (plan.grad_accum if self.use_deepspeed else 1) / global_tokens
             if self.use_deepspeed:
@@ -511,7 +588,8 @@ class TrainRecipe:
         if self.use_deepspeed:
             norm = self.engine.get_global_grad_norm()
             return float(norm) if norm is not None else float("nan")
-        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.max_grad_norm))
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.max_grad_norm)
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)   # FSDP: a DTensor
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -550,7 +628,7 @@ class TrainRecipe:
         """Called on every rank after optimizer step ``step`` (1-based), before :meth:`should_checkpoint`: the
         held-out loss ``evals_per_epoch`` times per epoch (every rank runs it: ZeRO-3 gathers in each forward)."""
         if self.heldout is not None and self.heldout.due(step):
-            values = self.heldout.run(self.model, self.forward_logits)
+            values = self.heldout.run(self.model, self.heldout_token_losses)
             self.metrics.add(step, values)
             if self.rank == 0:
                 print(f"[train] step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
@@ -598,6 +676,12 @@ class TrainRecipe:
         try:
             if self.engine is not None:
                 self.engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={"latxa_step": step}, save_latest=True)
+            elif self.use_fsdp:
+                from latxa.components.train import sharding
+
+                sharding.save_checkpoint(tmp, self.model, self.optimizer)
+                if self.rank == 0:
+                    torch.save(self.scheduler.state_dict(), tmp / SCHED_FILE)
             elif self.rank == 0:
                 torch.save(self.model.state_dict(), tmp / MODEL_FILE)
                 torch.save(self.optimizer.state_dict(), tmp / OPTIM_FILE)
@@ -612,7 +696,8 @@ class TrainRecipe:
     def _trainer_state(self, reason: str) -> dict[str, Any]:
         plan, st = self.plan, self.state
         return {"step": st.step, "checkpoint_reason": reason, "tokens_seen": st.tokens_seen, "last_loss": st.last_loss, "first_loss": st.first_loss,
-                "world_size": plan.world_size, "deepspeed_stage": plan.deepspeed_stage, "variant": plan.variant,
+                "world_size": plan.world_size, "deepspeed_stage": plan.deepspeed_stage, "fsdp": plan.fsdp,
+                "fsdp_shard_size": plan.fsdp_shard_size, "variant": plan.variant,
                 "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps,
                 "model_size": getattr(plan, "model_size", "8b"), "model_name": getattr(plan, "model_name", None)}
 
@@ -621,12 +706,18 @@ class TrainRecipe:
 
         plan = self.plan
         saved = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        if saved["world_size"] != plan.world_size or saved["deepspeed_stage"] != plan.deepspeed_stage:
+        layout = (saved["world_size"], saved["deepspeed_stage"], saved.get("fsdp", "none"))
+        if layout != (plan.world_size, plan.deepspeed_stage, plan.fsdp):
             raise RuntimeError(
                 f"checkpoint {path} was written by {saved['world_size']} workers at ZeRO stage "
-                f"{saved['deepspeed_stage']}; resume with the same layout")
+                f"{saved['deepspeed_stage']} with FSDP {layout[2]}; resume with the same layout")
         if self.engine is not None:
             self.engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        elif self.use_fsdp:
+            from latxa.components.train import sharding
+
+            sharding.load_checkpoint(path, self.model, self.optimizer)
+            self.scheduler.load_state_dict(torch.load(path / SCHED_FILE, map_location="cpu", weights_only=True))
         else:
             self.model.load_state_dict(torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True))
             self.optimizer.load_state_dict(torch.load(path / OPTIM_FILE, map_location="cpu", weights_only=True))

@@ -1,6 +1,7 @@
 """MLflow for training, following latxa.components.tracking's conventions.
 
-One run per variant (run name = variant code) in the study experiment, optionally nested under a sweep run;
+One run per variant (run name = variant code) in the study experiment, optionally tied to a sweep run (tag
+``latxa.sweep_run``: a top-level run, so the MLflow UI lists it, see latxa.components.tracking);
 params = every hyperparameter of the plan + git commit + data cache key; artifacts = resolved config, the
 DeepSpeed config, the data manifest and stats; per-step metrics are logged by rank 0 during training
 (latxa.components.train.loop); at the end the exported model is logged under ``model/`` and registered as
@@ -23,7 +24,7 @@ def _client(uri: str):
 
 
 def start_sweep(name: str, uri: str | None = None, experiment: str | None = None, tags: dict | None = None) -> str:
-    """A parent run that groups the variant runs of one sweep; pass its id as ``TrainJob.parent_run_id``."""
+    """A run that groups the variant runs of one sweep; pass its id as ``TrainJob.parent_run_id``."""
     uri = tracking.check_reachable(uri)
     exp = tracking.ensure_experiment(experiment or tracking.DEFAULT_EXPERIMENT, uri)
     run = _client(uri).create_run(exp, run_name=name, tags={tracking.TAG_STAGE: "sweep", tracking.TAG_SWEEP: name,
@@ -47,8 +48,7 @@ def open_run(plan, job, uri: str, existing_run_id: str | None) -> str:
     tags = {**tracking.variant_tags(plan.variant), tracking.TAG_STAGE: "train",
             tracking.TAG_DATA_HASH: plan.data_cache_key or "unknown", tracking.TAG_GIT_COMMIT: plan.git_commit,
             tracking.TAG_PROFILE: plan.profile or "none", **job.extra_tags}
-    if job.parent_run_id:
-        tags["mlflow.parentRunId"] = job.parent_run_id
+    tags.update(tracking.sweep_member_tags(job.parent_run_id))
     slurm = __import__("os").environ.get("SLURM_JOB_ID")
     if slurm:
         tags[tracking.TAG_SLURM_JOB] = slurm

@@ -40,10 +40,20 @@ def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model, plan):
+    """AdamW with the study's settings: fused on GPU (``adamw_torch_fused``), DeepSpeed's CPU Adam when ZeRO
+    offloads the optimizer to host memory on GPU nodes, torch's default (foreach) implementation on CPU."""
     import torch
 
-    return torch.optim.AdamW(param_groups(model, plan.weight_decay), lr=plan.lr, betas=tuple(plan.betas),
-                             eps=plan.eps, weight_decay=plan.weight_decay)
+    groups = param_groups(model, plan.weight_decay)
+    gpu = plan.backend == "gpu"
+    if gpu and plan.offload_optimizer and plan.deepspeed_stage > 0:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, lr=plan.lr, betas=tuple(plan.betas), eps=plan.eps,
+                                weight_decay=plan.weight_decay, adamw_mode=True)
+    fused = gpu and getattr(plan, "fused_adamw", True)
+    return torch.optim.AdamW(groups, lr=plan.lr, betas=tuple(plan.betas), eps=plan.eps,
+                             weight_decay=plan.weight_decay, **({"fused": True} if fused else {}))
 
 
 def build_scheduler(optimizer, plan):
@@ -61,10 +71,11 @@ def deepspeed_config(plan) -> dict[str, Any]:
     compiled DeepSpeed ops; ``offload_optimizer`` moves ZeRO's optimizer state to host memory (GPU profiles).
     """
     stage = plan.deepspeed_stage
+    bucket = int(getattr(plan, "bucket_mb", 50) * 1e6)        # elements, as DeepSpeed counts them
     zero: dict[str, Any] = {"stage": stage, "contiguous_gradients": True, "overlap_comm": plan.backend == "gpu",
-                            "reduce_bucket_size": 5e7, "allgather_bucket_size": 5e7}
+                            "reduce_bucket_size": bucket, "allgather_bucket_size": bucket}
     if stage == 3:
-        zero.update({"stage3_prefetch_bucket_size": 5e7, "stage3_param_persistence_threshold": 1e5,
+        zero.update({"stage3_prefetch_bucket_size": bucket, "stage3_param_persistence_threshold": 1e5,
                      "stage3_gather_16bit_weights_on_model_save": False})
     if plan.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": plan.backend == "gpu"}
@@ -77,7 +88,7 @@ def deepspeed_config(plan) -> dict[str, Any]:
         "bf16": {"enabled": plan.precision == "bf16"},
         "fp16": {"enabled": plan.precision == "fp16"},
         "zero_allow_untested_optimizer": True,
-        "zero_force_ds_cpu_optimizer": False,
+        "zero_force_ds_cpu_optimizer": False,     # the client optimizer is used (DeepSpeedCPUAdam when offloading)
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }

@@ -49,6 +49,7 @@ class TrainJob:
     # Overrides of the resolved config (CLI flags); None keeps the config's value.
     num_workers: int | None = None
     deepspeed_stage: int | None = None
+    fsdp: str | None = None                # none | full_shard | hybrid_shard
     global_batch_size: int | None = None
     micro_batch_size: int | None = None
     max_steps: int | None = None
@@ -127,6 +128,16 @@ class TrainPlan:
     control_dir: str | None = None        # where a stop request (SIGUSR1) lands: out/control
     pg_timeout_s: int | None = None
     smoke: bool = False
+    fsdp: str = "none"                    # none | full_shard | hybrid_shard (FSDP2 instead of DDP/DeepSpeed)
+    fsdp_shard_size: int = 1              # ranks one model copy is sharded over
+    prefetch_layers: int = 1
+    bucket_mb: int = 50
+    attention: str = "auto"
+    loss_chunk_tokens: int = 1024
+    tf32: bool = True
+    fused_adamw: bool = True
+    export_dtype: str = "bfloat16"
+    export_max_shard_size: str = "5GB"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +204,9 @@ def plan_training(job: TrainJob) -> TrainPlan:
     stage = job.deepspeed_stage if job.deepspeed_stage is not None else target.deepspeed_stage
     if stage not in (0, 1, 2, 3):
         raise TrainConfigError(f"DeepSpeed ZeRO stage must be 0 (plain DDP), 1, 2 or 3 (got {stage}).")
+    fsdp, shard_size = _sharding(job, target, world)
+    if fsdp != "none":
+        stage = 0
     if backend == "gpu" and not os.environ.get("RAY_ADDRESS"):
         # Joining a Ray cluster (SLURM allocation, KubeRay): its GPUs are checked once connected
         # (latxa.components.train.cluster.check_resources), not this driver host's.
@@ -255,6 +269,10 @@ def plan_training(job: TrainJob) -> TrainPlan:
             f"Dataset {job.data_dir} holds token id {data.max_token_id} but the model {model_dir} has only {vocab} "
             f"embeddings; the data was tokenized with another tokenizer.")
 
+    if backend == "gpu" and (target.gpu_memory_gib or target.host_memory_gib):
+        _check_memory_plan(job, profile=resolved.profile, model_dir=model_dir, world=world, micro=micro, accum=accum,
+                           fsdp=fsdp)
+
     out_dir = Path(job.out_dir)
     previous = read_run_file(out_dir)
     has_ray = (out_dir / RAY_DIR).is_dir() and any((out_dir / RAY_DIR).iterdir())
@@ -295,6 +313,10 @@ def plan_training(job: TrainJob) -> TrainPlan:
         evals_per_epoch=(job.evals_per_epoch if job.evals_per_epoch is not None else train.evals_per_epoch) if heldout else 0,
         heldout=heldout, control_dir=str(out_dir.resolve() / CONTROL_DIR), pg_timeout_s=job.pg_timeout_s,
         smoke=job.smoke,
+        fsdp=fsdp, fsdp_shard_size=shard_size, prefetch_layers=target.prefetch_layers,
+        bucket_mb=target.bucket_mb, attention=train.attention, loss_chunk_tokens=train.loss_chunk_tokens,
+        tf32=train.tf32, fused_adamw=train.fused_adamw,
+        export_dtype=train.export_dtype, export_max_shard_size=train.export_max_shard_size,
     )
 
 
@@ -329,6 +351,39 @@ def _heldout_sets(path: Path | None, seq_len: int) -> dict[str, str]:
             raise TrainConfigError(f"Held-out set {folder} is packed to seq_len {info.seq_len}, the training data to "
                                    f"{seq_len}; prepare both with the same profile.")
     return {name: str(folder.resolve()) for name, folder in sets.items()}
+
+
+def _check_memory_plan(job: TrainJob, *, profile: str, model_dir: Path, world: int, micro: int, accum: int,
+                       fsdp: str) -> None:
+    """Refuse, before any worker starts, a GPU run whose memory plan (``latxa train plan``) does not fit."""
+    from latxa.components.train.memory import plan_memory, setup_from_config
+
+    setup = setup_from_config(variant=job.variant, profile=profile, config_path=job.config_path,
+                              model=str(model_dir), overrides={"world": world, "micro_batch": micro,
+                                                               "grad_accum": accum, "fsdp": fsdp})
+    plan_memory(setup)
+
+
+def _sharding(job: TrainJob, target, world: int) -> tuple[str, int]:
+    """FSDP strategy and shard group size: --fsdp wins, --deepspeed-stage N>0 turns the profile's FSDP off."""
+    if job.fsdp is not None:
+        fsdp = job.fsdp
+    elif job.deepspeed_stage:
+        fsdp = "none"
+    else:
+        fsdp = target.fsdp
+    if fsdp not in ("none", "full_shard", "hybrid_shard"):
+        raise TrainConfigError(f"--fsdp must be none, full_shard or hybrid_shard (got {fsdp}).")
+    if fsdp != "none" and job.deepspeed_stage:
+        raise TrainConfigError("--fsdp and --deepspeed-stage exclude each other; pass one of them.")
+    if fsdp == "none":
+        return fsdp, 1
+    if fsdp == "full_shard":
+        return fsdp, world
+    size = min(target.fsdp_shard_size or target.gpus_per_node or world, world)
+    if world % size:
+        raise TrainConfigError(f"Hybrid sharding needs the worker count ({world}) to be a multiple of the shard group ({size}).")
+    return fsdp, size
 
 
 def _git_commit() -> str:

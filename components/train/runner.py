@@ -200,7 +200,8 @@ def train(job: TrainJob, progress: bool = True) -> TrainResult:
                            metrics=metrics, resumed=resumed)
     from latxa.components.train.export import export_checkpoint
 
-    model_out = export_checkpoint(ckpt_dir, out_dir / MODEL_DIR, base_model=plan.model_dir)
+    model_out = export_checkpoint(ckpt_dir, out_dir / MODEL_DIR, base_model=plan.model_dir, dtype=plan.export_dtype,
+                                  max_shard_size=plan.export_max_shard_size)
     name = version = None
     if job.track and run_id:
         name, version = register_export(plan, job, uri, run_id, model_out, metrics)

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# The components image: the `latxa` CLI with data preparation, Ray Train + DeepSpeed training,
+# The components image: the `latxa` CLI with data preparation, Ray Train training (FSDP2, DDP or DeepSpeed),
 # lm-eval evaluation, KFP components, the SLURM bridge (OpenSSH client) and the MLflow server
 # (PostgreSQL + S3 drivers). Used by KFP steps, the training RayJob and the MLflow Deployment.
 #   docker build -f k8s/images/components.Dockerfile -t ghcr.io/latxa-mlops/components:0.1.0 .

@@ -7,13 +7,14 @@ import datetime as dt
 import hashlib
 import random
 import secrets
+import threading
 import time
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,12 +52,13 @@ class VoteWriter:
     resolves each vote's future; a vote is acknowledged only after its transaction committed. If a batch hits a
     unique-constraint conflict (two submissions for one battle), its votes are retried one by one."""
 
-    def __init__(self, engine, max_batch: int = 512):
+    def __init__(self, engine, max_batch: int = 512, on_write=None):
         import queue
         import threading
 
         self.engine = engine
         self.max_batch = max_batch
+        self.on_write = on_write   # on_write(conn, votes): runs in the votes' transaction (flags careless voters)
         self.q: "queue.SimpleQueue" = queue.SimpleQueue()
         threading.Thread(target=self._run, name="vote-writer", daemon=True).start()
 
@@ -77,6 +79,8 @@ class VoteWriter:
         with self.engine.begin() as conn:
             conn.execute(insert(votes), [{c: getattr(v, c) for c in cols} for v, _ in batch])
             conn.execute(update(battles).where(battles.c.id.in_([v.battle_id for v, _ in batch])).values(status="voted"))
+            if self.on_write is not None:
+                self.on_write(conn, [v for v, _ in batch])
 
     def _run(self) -> None:
         import queue
@@ -106,13 +110,16 @@ class VoteWriter:
 
 
 class Arena:
-    """State shared by the routes: database sessions, backends, limiters, sampler, caches."""
+    """State shared by the routes: the protocol, database sessions, backends, limiters, sampler, caches."""
 
     def __init__(self, settings: ArenaSettings, session_factory, backends: Backends,
                  rng: random.Random | None = None):
         from argon2 import PasswordHasher
 
-        self.settings = settings
+        from latxa.serving.arena.protocol import effective_settings, load_protocol
+
+        self.protocol = load_protocol(settings.protocol)
+        self.settings = effective_settings(settings, self.protocol)
         self.sf = session_factory
         self.backends = backends
         self.hasher = PasswordHasher()
@@ -121,15 +128,19 @@ class Arena:
         self.sampler = PairSampler(backends.names(), self.rng)
         self.busy: set[str] = set()
         self.engine = session_factory.kw["bind"]   # for the hot paths that use Core SQL instead of sessions
-        self.writer = VoteWriter(self.engine)
+        self.writer = VoteWriter(self.engine, on_write=self._flag_on_write)
         self._tokens: dict[str, tuple[Participant, dt.datetime, float]] = {}  # token hash -> (who, expiry, cached at)
         self._leaderboard: tuple[float, dict] | None = None
+        self._votes_arrived = threading.Event()
         with self.sf() as s:
             for a, b in s.execute(select(Battle.model_a, Battle.model_b).where(Battle.is_control.is_(False))):
                 self.sampler.record_battle(a, b)
             for a, b, w in s.execute(select(Vote.model_a, Vote.model_b, Vote.winner)
                                      .where(Vote.is_control.is_(False)).order_by(Vote.created_at)):
                 self.sampler.record_vote(a, b, w)
+        if self.protocol.outlier_test:
+            self._votes_arrived.set()   # a first check at start, over the votes already stored
+            threading.Thread(target=self._outlier_loop, name="outlier-test", daemon=True).start()
 
     # -- helpers
     def limit(self, key: str, limit: int) -> None:
@@ -146,10 +157,14 @@ class Arena:
                       expires_at=now + dt.timedelta(days=self.settings.token_days)))
         return token
 
+    def models_out(self, model_a: str, model_b: str) -> dict | None:
+        """The names after the vote, only where the protocol reveals them (the study never did)."""
+        return {"model_a": model_a, "model_b": model_b} if self.protocol.reveal else None
+
     def vote_out(self, v: Vote) -> dict:
         return {"vote_id": v.id, "battle_id": v.battle_id, "winner": v.winner, "winner_content": v.winner_content,
                 "winner_language": v.winner_language, "winner_overall": v.winner_overall,
-                "created_at": _iso(v.created_at), "models": {"model_a": v.model_a, "model_b": v.model_b}}
+                "created_at": _iso(v.created_at), "models": self.models_out(v.model_a, v.model_b)}
 
     def battle_out(self, s, b: Battle) -> dict:
         turns = s.execute(select(Turn).where(Turn.battle_id == b.id).order_by(Turn.idx)).scalars().all()
@@ -159,7 +174,7 @@ class Arena:
                "vote": None, "models": None}
         if vote:
             out["vote"] = self.vote_out(vote)
-            out["models"] = {"model_a": b.model_a, "model_b": b.model_b}
+            out["models"] = self.models_out(b.model_a, b.model_b)
         return out
 
     def own_battle(self, s, battle_id: str, participant: Participant) -> Battle:
@@ -168,50 +183,104 @@ class Arena:
             raise ApiError(404, "not_found", "There is no such battle.")
         return b
 
+    # -- the leaderboard
     def leaderboard(self) -> dict:
-        from latxa.serving.ratings import compute_ratings, votes_from_records
+        from latxa.components.arena.ratings import compute_ratings, votes_from_records
 
         now = time.monotonic()
         if self._leaderboard and now - self._leaderboard[0] < self.settings.leaderboard_cache_seconds:
             return self._leaderboard[1]
+        st = self.settings
         with self.sf() as s:
             records = rated_votes(s)
-        res = compute_ratings(votes_from_records(records, "database"), self.settings.leaderboard_bootstrap, seed=0)
-        out = {"votes": len(records), "updated_at": _iso(utcnow()), "ratings": res["ratings"]}
+        out: dict[str, Any] = {"votes": len(records), "updated_at": _iso(utcnow()),
+                               "hidden": not self.protocol.public_leaderboard, "min_battles": st.leaderboard_min_battles,
+                               "prior_sd": st.leaderboard_prior_sd, "ratings": None, "pending": None}
+        if self.protocol.public_leaderboard:
+            res = compute_ratings(votes_from_records(records, "database"), st.leaderboard_bootstrap, seed=0,
+                                  prior_sd=st.leaderboard_prior_sd, min_battles=st.leaderboard_min_battles)
+            out["ratings"] = res["ratings"]
+            out["pending"] = [{"model": m, **v} for m, v in res["pending"].items()]
+            if st.leaderboard_min_battles:   # served models nobody has rated yet need all their battles
+                seen = set(res["models"])
+                out["pending"] += [{"model": m, "battles": 0, "needed": st.leaderboard_min_battles}
+                                   for m in self.backends.names() if m not in seen]
         self._leaderboard = (now, out)
         return out
 
+    # -- careless voters: flagged as their votes are written, never by reading a page
+    def _flag(self, conn, reasons: dict[str, str]) -> None:
+        """Add ``reasons[participant]`` to each participant's flags (sticky: a flag is never removed here)."""
+        if not reasons:
+            return
+        part = Participant.__table__
+        rows = conn.execute(select(part.c.id, part.c.flag_reasons).where(part.c.id.in_(list(reasons)))).all()
+        changed = False
+        for pid, current in rows:
+            have = [r for r in (current or "").split(",") if r]
+            if reasons[pid] in have:
+                continue
+            order = ["control_failures", "outlier"]
+            new = ",".join(sorted({*have, reasons[pid]}, key=lambda r: order.index(r) if r in order else 9))
+            conn.execute(update(part).where(part.c.id == pid).values(flagged=True, flag_reasons=new))
+            changed = True
+        if changed:
+            self._leaderboard = None
+
+    def _flag_on_write(self, conn, votes: list[Vote]) -> None:
+        if any(not v.is_control for v in votes):
+            self._votes_arrived.set()
+        failed = {v.participant_id for v in votes if v.is_control and v.control_passed is False}
+        if not failed:
+            return
+        vt = Vote.__table__
+        counts = conn.execute(select(vt.c.participant_id, func.count())
+                              .where(vt.c.participant_id.in_(list(failed)), vt.c.is_control.is_(True),
+                                     vt.c.control_passed.is_(False))
+                              .group_by(vt.c.participant_id)).all()
+        self._flag(conn, {p: "control_failures" for p, n in counts if n >= self.settings.control_fail_flag})
+
+    def _outlier_scan(self) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Vote.participant_id, Vote.model_a, Vote.model_b, Vote.winner)
+                                .where(Vote.is_control.is_(False)).order_by(Vote.created_at)).all()
+        code = {"model_a": 0, "model_b": 1, "tie": 2}
+        return outlier_test([(p, a, b, code[w]) for p, a, b, w in rows], self.settings.outlier_alpha)
+
+    def check_outliers(self) -> None:
+        """The sequential outlier test over every rated vote; rejected participants are flagged."""
+        outliers = self._outlier_scan()
+        if outliers:
+            with self.engine.begin() as conn:
+                self._flag(conn, {p: "outlier" for p in outliers})
+
+    def _outlier_loop(self) -> None:
+        import logging
+
+        while True:
+            self._votes_arrived.wait()
+            time.sleep(self.settings.outlier_check_seconds)   # one scan per burst of votes
+            self._votes_arrived.clear()
+            try:
+                self.check_outliers()
+            except Exception:  # noqa: BLE001 - a failed scan is retried with the next votes
+                logging.getLogger("latxa.arena").exception("outlier test failed")
+
     def flagged(self) -> list[dict]:
+        """The flagged participants, for the admin page (reads only: flags are set as votes are written)."""
         with self.sf() as s:
-            rows = s.execute(select(Vote.participant_id, Vote.model_a, Vote.model_b, Vote.winner, Vote.is_control,
-                                    Vote.control_passed).order_by(Vote.created_at)).all()
-            code = {"model_a": 0, "model_b": 1, "tie": 2}
-            outliers = outlier_test([(p, a, b, code[w]) for p, a, b, w, c, _ in rows if not c],
-                                    self.settings.outlier_alpha)
             ctrl: dict[str, list[int]] = {}
-            for p, _, _, _, c, passed in rows:
-                if c:
-                    ctrl.setdefault(p, [0, 0])
-                    ctrl[p][1] += 1
-                    ctrl[p][0] += 0 if passed else 1
-            out = []
-            for p in s.execute(select(Participant).order_by(Participant.created_at)).scalars():
-                reasons = []
-                fails, total = ctrl.get(p.id, [0, 0])
-                if fails >= self.settings.control_fail_flag:
-                    reasons.append("control_failures")
-                if p.id in outliers:
-                    reasons.append("outlier")
-                if reasons and (not p.flagged or p.flag_reasons != ",".join(reasons)):
-                    p.flagged, p.flag_reasons = True, ",".join(reasons)
-                if p.flagged:
-                    out.append({"participant_id": p.id, "username": p.username,
-                                "reasons": p.flag_reasons.split(",") if p.flag_reasons else [],
-                                "control_failures": fails, "control_total": total,
-                                "outlier_p": outliers.get(p.id)})
-            s.commit()
-        self._leaderboard = None
-        return out
+            for p, passed in s.execute(select(Vote.participant_id, Vote.control_passed).where(Vote.is_control.is_(True))):
+                ctrl.setdefault(p, [0, 0])
+                ctrl[p][1] += 1
+                ctrl[p][0] += 0 if passed else 1
+            people = s.execute(select(Participant).where(Participant.flagged.is_(True))
+                               .order_by(Participant.created_at)).scalars().all()
+        outliers = self._outlier_scan() if self.protocol.outlier_test and people else {}
+        return [{"participant_id": p.id, "username": p.username,
+                 "reasons": p.flag_reasons.split(",") if p.flag_reasons else [],
+                 "control_failures": ctrl.get(p.id, [0, 0])[0], "control_total": ctrl.get(p.id, [0, 0])[1],
+                 "outlier_p": outliers.get(p.id)} for p in people]
 
 
 def install_error_handlers(app: FastAPI) -> None:

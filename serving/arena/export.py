@@ -1,27 +1,35 @@
-"""Export the votes as a Hugging Face dataset (Parquet) in the reference's published schema.
+"""Export the votes in the published dataset's exact format (HiTZ/ebaluatoia; see latxa.components.arena.dataset).
 
-Schema (HiTZ/ebaluatoia): id, username (hashed), user_language, user_education, timestamp, model_a, model_b,
-conv_a, conv_b (lists of {role, content}), winner, winner_content, winner_language. Two configs are written:
-``<name>`` (every non-control vote) and ``<name>-sanitized`` (flagged participants dropped, e-mail addresses,
-URLs and phone numbers masked in the conversations). E-mail addresses of participants are never exported.
+Two configs: ``<name>`` (every non-control vote) and ``<name>-sanitized`` (flagged participants dropped, e-mail
+addresses, URLs and phone numbers masked in the conversations). Field values as published: the conversation's
+UUID, a pseudonymised username (salted, signed 64-bit), the CEFR group and education codes, a naive ISO timestamp
+with microseconds in ``export_timezone`` (the study's: the server's local time), the arena's model names (or each
+model's ``export_name``), and both conversations with the system turn first, the system prompt spelt with the
+vote's date as the reference wrote it when saving. E-mail addresses of participants are never exported.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
+import json
 import re
 import secrets
+import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 
+from latxa.components.arena.dataset import EDUCATION_EXPORT, LEVEL_EXPORT, pseudonym, write_published
 from latxa.serving.arena.db import Battle, Participant, Setting, Turn, Vote
+from latxa.serving.prompts import render
 
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 URL_RE = re.compile(r"(?:https?://|www\.)\S+")
 PHONE_RE = re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")
-COLUMNS = ["id", "username", "user_language", "user_education", "timestamp", "model_a", "model_b", "conv_a",
-           "conv_b", "winner", "winner_content", "winner_language"]
+CARD = ("Pairwise human preferences from the Latxa arena in the published Ebaluatoia format. `username` is a salted "
+        "pseudonym of the participant; e-mail addresses are never exported. The `-sanitized` config drops "
+        "participants flagged by control battles or the outlier test and masks e-mail addresses, URLs and phone "
+        "numbers in the conversations.")
 
 
 def scrub(text: str) -> str:
@@ -31,7 +39,7 @@ def scrub(text: str) -> str:
 
 
 def export_salt(session, configured: str | None = None) -> str:
-    """The salt of the participant-id hashes: configured, or generated once and kept in the database."""
+    """The salt of the participant pseudonyms: configured, or generated once and kept in the database."""
     if configured:
         return configured
     row = session.get(Setting, "export_salt")
@@ -42,12 +50,36 @@ def export_salt(session, configured: str | None = None) -> str:
     return row.value
 
 
-def hash_id(salt: str, participant_id: str) -> str:
-    return hashlib.sha256(f"{salt}:{participant_id}".encode()).hexdigest()[:32]
+def conversation_id(battle_id: str) -> str:
+    """Battles are UUID4s; ids of older battles (``b_<hex>``) map to a stable UUID."""
+    try:
+        return str(uuid.UUID(battle_id))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"latxa-arena:{battle_id}"))
 
 
-def export_rows(session, sanitized: bool = False, salt: str | None = None) -> list[dict]:
+def local_timestamp(t: dt.datetime, zone: str) -> str:
+    """A stored (naive UTC) time as the published timestamps: naive local ISO 8601 (``datetime.isoformat``)."""
+    from zoneinfo import ZoneInfo
+
+    return t.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(zone)).replace(tzinfo=None).isoformat()
+
+
+def _system_turn(settings_json: str, at: dt.datetime) -> list[dict]:
+    try:
+        prompt = json.loads(settings_json or "{}").get("system_prompt", "default")
+    except (ValueError, AttributeError):
+        prompt = "default"
+    text = render(prompt, at.replace(tzinfo=dt.timezone.utc).timestamp())
+    return [{"role": "system", "content": text}] if text else []
+
+
+def export_rows(session, sanitized: bool = False, salt: str | None = None, *, timezone: str = "UTC",
+                export_names: dict[str, str] | None = None, drop_flagged: bool = False) -> list[dict]:
+    """The non-control votes as published rows; ``sanitized``: flagged participants dropped and contact details
+    masked; ``drop_flagged`` alone drops them without masking (what the ratings and the report use)."""
     salt = export_salt(session, salt)
+    names = export_names or {}
     q = (select(Vote, Participant, Battle).join(Participant, Participant.id == Vote.participant_id)
          .join(Battle, Battle.id == Vote.battle_id).where(Vote.is_control.is_(False)).order_by(Vote.created_at))
     turns: dict[str, list[Turn]] = {}
@@ -55,50 +87,23 @@ def export_rows(session, sanitized: bool = False, salt: str | None = None) -> li
         turns.setdefault(t.battle_id, []).append(t)
     rows = []
     for v, p, b in session.execute(q).all():
-        if sanitized and p.flagged:
+        if (sanitized or drop_flagged) and p.flagged:
             continue
         clean = scrub if sanitized else (lambda s: s)
-        conv_a, conv_b = [], []
+        conv_a, conv_b = _system_turn(b.settings_a, v.created_at), _system_turn(b.settings_b, v.created_at)
         for t in turns.get(b.id, []):
             conv_a += [{"role": "user", "content": clean(t.user)}, {"role": "assistant", "content": clean(t.answer_a)}]
             conv_b += [{"role": "user", "content": clean(t.user)}, {"role": "assistant", "content": clean(t.answer_b)}]
-        rows.append({"id": b.id, "username": hash_id(salt, p.id), "user_language": p.basque_level,
-                     "user_education": p.education, "timestamp": v.created_at.isoformat(timespec="seconds") + "Z",
-                     "model_a": v.model_a, "model_b": v.model_b, "conv_a": conv_a, "conv_b": conv_b,
+        rows.append({"id": conversation_id(b.id), "username": pseudonym(salt, p.id),
+                     "user_language": LEVEL_EXPORT.get(p.basque_level, p.basque_level),
+                     "user_education": EDUCATION_EXPORT.get(p.education, p.education),
+                     "timestamp": local_timestamp(v.created_at, timezone),
+                     "model_a": names.get(v.model_a, v.model_a), "model_b": names.get(v.model_b, v.model_b),
+                     "conv_a": conv_a, "conv_b": conv_b,
                      "winner": v.winner, "winner_content": v.winner_content, "winner_language": v.winner_language})
     return rows
 
 
 def write_dataset(rows_full: list[dict], rows_sanitized: list[dict], out: str | Path, name: str) -> dict:
-    """Write both configs as Parquet (``<out>/<config>/train-00000-of-00001.parquet``) and a dataset card."""
-    import datasets
-
-    out = Path(out)
-    features = datasets.Features({
-        "id": datasets.Value("string"), "username": datasets.Value("string"),
-        "user_language": datasets.Value("string"), "user_education": datasets.Value("string"),
-        "timestamp": datasets.Value("string"), "model_a": datasets.Value("string"),
-        "model_b": datasets.Value("string"),
-        "conv_a": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
-        "conv_b": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
-        "winner": datasets.Value("string"), "winner_content": datasets.Value("string"),
-        "winner_language": datasets.Value("string"),
-    })
-    counts = {}
-    for config, rows in ((name, rows_full), (f"{name}-sanitized", rows_sanitized)):
-        folder = out / config
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS}, features=features)
-        ds.to_parquet(str(folder / "train-00000-of-00001.parquet"))
-        counts[config] = len(rows)
-    card = ["---", "license: cc0-1.0", "language: [eu]", "configs:"]
-    for config in counts:
-        card += [f"- config_name: {config}", "  data_files:", "  - split: train", f"    path: {config}/*.parquet"]
-    card += ["---", "", "# Latxa arena votes", "",
-             "Pairwise human preferences from the Latxa arena in the published Ebaluatoia schema. `username` is a "
-             "salted hash of the participant id; e-mail addresses are never exported. The `-sanitized` config drops "
-             "participants flagged by control battles or the outlier test and masks e-mail addresses, URLs and phone "
-             "numbers in the conversations.", ""]
-    card += [f"- `{c}`: {n} votes" for c, n in counts.items()]
-    (out / "README.md").write_text("\n".join(card) + "\n", encoding="utf-8")
-    return counts
+    """Both configs as the published files (``data/<name>.jsonl.gz``, ``data/<name>.sanitized.jsonl.gz``) + card."""
+    return write_published(out, name, rows_full, rows_sanitized, "# Latxa arena votes\n\n" + CARD)

@@ -7,18 +7,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 Choice = Literal["model_a", "model_b", "tie"]
-BASQUE_LEVELS = ["A1", "A2", "B1", "B2", "C1", "C2", "native"]
-EDUCATION_LEVELS = ["primary", "secondary", "vocational", "bachelor", "master", "phd", "other"]
-CONSENT = {
-    "version": "1",
-    "licence": "CC0-1.0",
-    "text": ("Zure galderak, bi ereduen erantzunak eta zure balorazioak CC0-1.0 lizentziapean argitaratuko dira, "
-             "zure identitatea ezkutatuta (erabiltzaile-izenaren hash bat). Ez idatzi datu pertsonalik."),
-}
-QUESTIONS = {"content": "Zein erantzunek du eduki hobea?", "language": "Zein erantzunek du euskara hobea?",
-             "overall": "Orokorrean, zein da hobea?"}
 APOLOGY = "Barkatu, arazo bat egon da erantzuna sortzean."
-USERNAME_RE = r"^[A-Za-z0-9_.-]{3,40}$"
 
 
 
@@ -27,12 +16,14 @@ class Strict(BaseModel):
 
 
 class RegisterIn(Strict):
-    username: str = Field(pattern=USERNAME_RE)
-    password: str = Field(min_length=8, max_length=256)
+    """Field forms and choices are the protocol's (``/api/config`` -> ``protocol.registration``)."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
     consent: bool
-    basque_level: Literal["A1", "A2", "B1", "B2", "C1", "C2", "native"]
-    education: Literal["primary", "secondary", "vocational", "bachelor", "master", "phd", "other"]
-    email: Optional[str] = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    basque_level: str = Field(max_length=32)
+    education: str = Field(max_length=32)
+    email: Optional[str] = Field(None, max_length=254)
 
 
 class LoginIn(Strict):
@@ -69,7 +60,7 @@ class VoteOut(BaseModel):
     winner_language: Choice
     winner_overall: Optional[Choice]
     created_at: str
-    models: dict[str, str]
+    models: Optional[dict[str, str]] = None   # only where the protocol reveals the models
 
 
 class TurnOut(BaseModel):

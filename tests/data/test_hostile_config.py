@@ -129,7 +129,7 @@ def test_deep_nesting_is_one_sentence(depth, tmp_path, inproc):
     ("shuffle: true", "shuffle: 'yes'", "data.shuffle", "valid boolean"),
     ("seed: 33", "seed: -1", "seed", "greater than or equal to 0"),
     ("micro_batch_size: 2", "micro_batch_size: 100000000000000", "train.micro_batch_size", "less than or equal"),
-    ("deepspeed_stage: 3", "deepspeed_stage: true", "deepspeed_stage", "not a boolean"),
+    ("deepspeed_stage: 0", "deepspeed_stage: true", "deepspeed_stage", "not a boolean"),
     ("betas: [0.9, 0.95]", "betas: [.inf, 0.95]", "optim.betas", "finite"),
 ], ids=lambda x: str(x)[:24])
 def test_strict_types_and_finite_numbers(old, new, key, why, tmp_path, inproc):

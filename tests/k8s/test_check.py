@@ -102,24 +102,43 @@ def test_python_builder_refuses_what_it_does_not_implement(tmp_path):
 
 # ----------------------------------------------------------------------------- overlay differences that matter
 
-def test_prod_puts_models_on_gpus_with_vllm_and_dev_stays_on_cpu(built):
+def test_prod_puts_models_on_gpus_with_vllm_and_dev_stays_on_cpu(built, tmp_path, monkeypatch):
     dev, prod = find(built["dev"], "RayService", "latxa-arena"), find(built["prod"], "RayService", "latxa-arena")
-    gpu = prod["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
-    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    groups = prod["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert [g["groupName"] for g in groups] == ["gpu-x8"]
+    gpu = groups[0]["template"]["spec"]
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8" == groups[0]["rayStartParams"]["num-gpus"]
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert any(t["key"] == "nvidia.com/gpu" for t in gpu["tolerations"])
     assert gpu["containers"][0]["image"].endswith(":0.1.0-cuda")
-    x4 = prod["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]
-    assert x4["groupName"] == "gpu-x4" and x4["rayStartParams"]["num-gpus"] == "4"
-    assert x4["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
-    assert x4["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0-cuda")
     apps = {a["name"]: a for a in yaml.safe_load(prod["spec"]["serveConfigV2"])["applications"]}
-    assert apps["llm"]["import_path"] == "ray.serve.llm:build_openai_app"
-    assert max(c["engine_kwargs"]["tensor_parallel_size"] for c in apps["llm"]["args"]["llm_configs"]) <= 4
-    llm_ids = {c["model_loading_config"]["model_id"] for c in apps["llm"]["args"]["llm_configs"]}
-    # Every arena model of the prod gateway is one the vLLM app serves.
-    serve_yaml = yaml.safe_load(find(built["prod"], "ConfigMap", "arena-serve-config")["data"]["serve.yaml"])
-    assert {m["remote_model"] for m in serve_yaml["models"]} == llm_ids
+    # both applications are built from the one serving YAML
+    assert apps["llm"]["import_path"] == "latxa.serving.rayservice:build_llm_app" and apps["llm"]["route_prefix"] == "/llm"
+    assert apps["llm"]["args"] == apps["arena"]["args"] == {"config": "/etc/latxa/serve.yaml"}
+    # the study's 21 models: 19 on vLLM, GPT-4o (OpenAI), Claude (Anthropic), under the study's protocol
+    monkeypatch.setenv("LATXA_ARENA_DB_URL", f"sqlite:///{tmp_path / 'arena.db'}")
+    import os
+
+    from latxa.serving.placement import llm_configs, plan_placement, validate_llm_configs
+    from latxa.serving.registry import load_serve_config
+
+    (tmp_path / "prod.yaml").write_text(os.path.expandvars(
+        find(built["prod"], "ConfigMap", "arena-serve-config")["data"]["serve.yaml"]))
+    cfg = load_serve_config(tmp_path / "prod.yaml")
+    kinds = [m.kind for m in cfg.arena_models()]
+    assert (len(kinds), kinds.count("vllm"), kinds.count("openai"), kinds.count("anthropic")) == (21, 19, 1, 1)
+    assert cfg.arena.protocol == "ebaluatoia-2025"
+    assert {m.base_url for m in cfg.models if m.kind == "vllm"} == {
+        "http://latxa-arena-serve-svc.latxa-arena.svc.cluster.local:8000/llm/v1"}
+    assert validate_llm_configs(llm_configs(cfg)) == 19
+    # the placement fits the stated budget, and the budget is what the worker group provides
+    plan = plan_placement(cfg)
+    pods = groups[0]["replicas"] * int(groups[0]["rayStartParams"]["num-gpus"])
+    assert plan["budget_gpus"] == pods == 16 and plan["used_gpus"] <= pods
+    assert [n.gpus for n in cfg.placement.nodes] == [int(groups[0]["rayStartParams"]["num-gpus"])] * groups[0]["replicas"]
+    # the keys come from the Secret, mounted where the serving config reads them
+    mounts = {m["name"]: m["mountPath"] for m in gpu["containers"][0]["volumeMounts"]}
+    assert {m.api_key_file.rsplit("/", 1)[0] for m in cfg.models if m.api_key_file} == {mounts["llm-keys"]}
     dev_worker = dev["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert "nvidia.com/gpu" not in json.dumps(dev_worker)
     assert any(o["metadata"]["name"] == "minio" for o in built["dev"]) and not any(o["metadata"]["name"] == "minio" for o in built["prod"])
@@ -186,13 +205,6 @@ def test_rayservice_serve_config_loads_in_the_serving_layer(built, tmp_path, mon
 
     with pytest.raises(latxa.errors.LatxaError, match="args.config"):
         builder.build_app({})
-    # prod: the gateway's models are the vLLM app's OpenAI routes on the Serve service.
-    prod_text = find(built["prod"], "ConfigMap", "arena-serve-config")["data"]["serve.yaml"]
-    (tmp_path / "prod.yaml").write_text(os.path.expandvars(prod_text))
-    prod = load_serve_config(tmp_path / "prod.yaml")
-    assert len(prod.arena_models()) == 5
-    assert {m.kind for m in prod.models} == {"openai"}
-    assert {m.base_url for m in prod.models} == {"http://latxa-arena-serve-svc.latxa-arena.svc.cluster.local:8000/llm/v1"}
 
 
 # ----------------------------------------------------------------------------- broken copies fail, naming object and field

@@ -82,3 +82,68 @@ def test_unknown_experiment_is_one_sentence(store, cli):
     res = cli("compare", "--experiment", "nope", "--tracking-uri", uri)
     assert res.returncode == 2
     assert "No MLflow experiment named 'nope'" in res.stderr and "cmp-test" in res.stderr
+
+
+def test_compare_without_experiment_reads_the_last_runs(store, cli, tmp_path):
+    """`make demo && latxa compare`: the demo writes to its own experiment; compare with no option must find it."""
+    from latxa.components import tracking
+
+    uri, newest = store
+    tracking.ensure_experiment("cmp-test", uri)  # what every run does when it opens its experiment
+    res = cli("compare", "--format", "json", "--no-plot")
+    assert res.returncode == 0, res.stderr
+    assert {r["variant"] for r in json.loads(res.stdout)["variants"]} == {"exp_0_011", "exp_2_010", "exp_2_101"}
+    table = cli("compare", "--no-plot")
+    assert table.returncode == 0, table.stderr
+    assert "MLflow experiment 'cmp-test'" in table.stdout and "exp_2_101" in table.stdout
+    # a record whose experiment is gone says where the name came from
+    other = tmp_path / "other.db"
+    tracking.ensure_experiment("gone-later", f"sqlite:///{other}")
+    other.unlink()
+    missing = cli("compare", "--tracking-uri", uri)
+    assert missing.returncode == 2
+    assert "No MLflow experiment named 'gone-later' (the experiment of the last run" in missing.stderr
+    tracking.ensure_experiment("cmp-test", uri)
+
+
+def test_only_the_runs_of_one_kfp_run(store):
+    from mlflow.tracking import MlflowClient
+
+    from latxa.components import tracking
+    from latxa.pipelines import compare
+
+    uri, newest = store
+    client = MlflowClient(uri)
+    client.set_tag(newest, tracking.TAG_KFP_RUN, "kfp-run-1")
+    rows = compare.collect("cmp-test", uri, kfp_run_id="kfp-run-1")
+    assert [r["run_id"] for r in rows] == [newest]
+    with pytest.raises(compare.CompareError, match="no variant runs from KFP run kfp-run-2"):
+        compare.collect("cmp-test", uri, kfp_run_id="kfp-run-2")
+
+
+def test_experiment_opens_as_a_training_study(store):
+    """MLflow 3's UI: the experiment is tagged as model training and carries the study's saved view (columns for
+    paper name, eval means, final loss; the loss curves first in the chart view); the link opens it."""
+    from mlflow.tracking import MlflowClient
+
+    from latxa.components import tracking
+
+    uri, _ = store
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("cmp-test")
+    assert exp.tags[tracking.TAG_EXPERIMENT_KIND] == "custom_model_development"
+    assert "latxa compare" in exp.tags["mlflow.note.content"]
+    assert tracking.refresh_study_view("cmp-test", uri) in (True, False)
+    envelope = json.loads(client.get_experiment(exp.experiment_id).tags["mlflow.sharedViewState.latxa-study"])
+    assert envelope["name"] == tracking.STUDY_VIEW_NAME and envelope["createdAt"] <= envelope["updatedAt"]
+    state = json.loads(envelope["state"])
+    assert state["selectedColumns"][:1] == ["tags.`paper_name`"]
+    assert {"metrics.`eval.eu-mini.mean_eu`", "metrics.`final_loss`"} <= set(state["selectedColumns"])
+    assert state["orderByKey"] == "attributes.start_time" and state["runsHiddenMode"] == "SHOW_ALL"
+    first = state["compareRunCharts"][0]
+    assert (first["type"], first["metricKey"], first["metricSectionId"]) == ("LINE", "loss", state["compareRunSections"][0]["uuid"])
+    assert not tracking.refresh_study_view("cmp-test", uri)  # unchanged: the tag is not rewritten
+    assert tracking.experiment_url(uri, exp.experiment_id) is None  # SQLite has no UI
+    assert tracking.experiment_url("http://127.0.0.1:5000", "7", charts=True) == (
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=latxa-study"
+        "&compareRunsMode=CHART")

@@ -55,7 +55,8 @@ def test_study_dag_and_parameters(compiled):
     comp, ir = _load(compiled["study"])
     assert comp.name == "latxa-study"
     deps = _deps(ir["root"]["dag"])
-    assert set(deps) == set(CHAIN)
+    assert set(deps) == {*CHAIN, "compare-variants"}
+    assert deps["compare-variants"] == {"register-model"}
     assert deps["check-tracking"] == set()
     assert deps["prepare-data"] == {"check-tracking"}
     assert deps["train-variant"] == {"prepare-data"}
@@ -120,18 +121,23 @@ def test_pods_get_the_ssh_secret_and_config_map_the_manifests_create(compiled):
 def test_sweep_uses_parallelfor(compiled):
     comp, ir = _load(compiled["sweep"])
     root = ir["root"]["dag"]["tasks"]
-    assert set(root) == {"start-sweep", "for-loop-2"} or ("start-sweep" in root and len(root) == 2)
-    loop_name = next(n for n in root if n != "start-sweep")
+    loop_name = next(n for n in root if n.startswith("for-loop"))
+    assert set(root) == {"start-sweep", loop_name, "compare-variants"}
     loop = root[loop_name]
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("variants")
     assert loop["iteratorPolicy"]["parallelismLimit"] == 1
     inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     assert set(inner) == {"sweep-run-of", *CHAIN[1:]}
     assert loop["dependentTasks"] == ["start-sweep"]
-    # each variant's training nests under the sweep's parent run (looked up inside the loop)
+    # each variant's training is tied to the sweep's run (looked up inside the loop)
     assert inner["train-variant"]["inputs"]["parameters"]["parent_run_id"]["taskOutputParameter"]["producerTask"] == "sweep-run-of"
+    # fan-in: the comparison waits for the whole loop (dsl.Collected) and gets the sweep's run
+    cmp = root["compare-variants"]
+    assert set(cmp["dependentTasks"]) == {loop_name, "start-sweep"}
+    assert cmp["inputs"]["parameters"]["registered"]["taskOutputParameter"]["producerTask"] == loop_name
+    assert cmp["inputs"]["parameters"]["sweep_run_id"]["taskOutputParameter"]["producerTask"] == "start-sweep"
     _, ir_slurm = _load(compiled["sweep-slurm"])
-    loop_s = next(t for n, t in ir_slurm["root"]["dag"]["tasks"].items() if n != "start-sweep")
+    loop_s = next(t for n, t in ir_slurm["root"]["dag"]["tasks"].items() if n.startswith("for-loop"))
     assert loop_s["iteratorPolicy"]["parallelismLimit"] == 17
     assert ir["root"]["inputDefinitions"]["parameters"]["variants"]["defaultValue"] == ["exp_2_101", "exp_2_100"]
 

@@ -61,8 +61,18 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends):
                     rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000, rate_requests_per_minute_ip=100000,
                     leaderboard_cache_seconds=0)
         settings = ArenaSettings(**{**base, **overrides})
-        cfg = ServeConfig(models=serve_models, arena=settings)
-        client = TestClient(build_app(cfg, local_backends, rng=random.Random(7)))
+        models, backends = serve_models, local_backends
+        if settings.protocol != "latxa":   # the protocol's generation settings, as load_serve_config applies them
+            from latxa.serving.arena.protocol import load_protocol
+            from latxa.serving.generation import LocalBackends
+            from latxa.serving.registry import GenerationSettings
+
+            gen = {**load_protocol(settings.protocol).generation, "max_tokens": 6}
+            models = [m.model_copy(update={"generation": GenerationSettings(**gen)}) for m in serve_models]
+            backends = LocalBackends(models)
+            backends._models = local_backends._models   # the same loaded tiny models
+        cfg = ServeConfig(models=models, arena=settings)
+        client = TestClient(build_app(cfg, backends, rng=random.Random(7)))
         clients.append(client)
         return client, settings
 
@@ -135,3 +145,65 @@ def postgres_url(postgres_server) -> str:
                          dbname="postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"postgresql+psycopg://postgres@{postgres_server['host']}:{postgres_server['port']}/{name}"
+
+
+# ----------------------------------------------------------------------------- the study's votes, synthetic
+STUDY_ARENA_MODELS = (
+    "exp_0_010", "exp_0_011", "exp_0_101", "exp_0_110", "exp_0_111", "exp_1_001", "exp_1_010", "exp_1_011",
+    "exp_1_101", "exp_1_110", "exp_1_111", "exp_2_010", "exp_2_011", "exp_2_100", "exp_2_101", "exp_2_110",
+    "exp_2_111", "Llama-3.1-8B-Instruct", "Latxa 3.1 70B Instruct", "gpt-4o", "claude-3-5-sonnet-20241022")
+# latent strengths (rating points over 1000), roughly the published table's order
+STUDY_STRENGTH = {"gpt-4o": 190, "claude-3-5-sonnet-20241022": 150, "Latxa 3.1 70B Instruct": 140, "exp_2_111": 50,
+                  "exp_2_110": 50, "exp_2_101": 38, "exp_0_111": 25, "exp_1_111": 22, "exp_0_101": 17,
+                  "exp_1_011": 8, "exp_1_101": 5, "exp_1_001": 5, "exp_1_010": -9, "exp_0_110": -15,
+                  "exp_1_110": -18, "exp_2_100": -58, "exp_2_011": -64, "exp_2_010": -82, "exp_0_011": -85,
+                  "exp_0_010": -104, "Llama-3.1-8B-Instruct": -278}
+
+
+def synthetic_study_votes(n: int = 2000, seed: int = 0, users: int = 60) -> list[dict]:
+    """Votes in HiTZ/ebaluatoia's published format on the study's 21 model names (never the real data)."""
+    import datetime as dt
+    import math
+    import uuid as _uuid
+
+    rng = random.Random(seed)
+    people = [(str(rng.randrange(-2**63, 2**63)), rng.choices(["C1-C2", "B1-B2", "A1-A2"], [80, 18, 2])[0],
+               rng.choices(["Bachelor", "Vocational ed", "High School"], [72, 7, 21])[0]) for _ in range(users)]
+    start = dt.datetime(2025, 3, 19, 7, 0, 0)
+    system = {"role": "system", "content": "You are a helpful Artificial Intelligence assistant called Latxa, ..."}
+    rows = []
+    for i in range(n):
+        a, b = rng.sample(STUDY_ARENA_MODELS, 2)
+        p = 1 / (1 + 10 ** ((STUDY_STRENGTH[b] - STUDY_STRENGTH[a]) / 400))
+
+        def outcome(p=p, shift=0.0):
+            return "tie" if rng.random() < 0.18 else ("model_a" if rng.random() < min(1, max(0, p + shift)) else "model_b")
+
+        content, language = outcome(), outcome(shift=rng.uniform(-0.1, 0.1))
+        if content == language:
+            winner = content
+        elif "tie" in (content, language):
+            winner = content if content != "tie" else language
+        else:
+            winner = rng.choice([content, language, "tie"])
+        who = people[int(math.floor(rng.random() ** 1.5 * users))]
+        ts = start + dt.timedelta(seconds=i * 90 + rng.randrange(60), microseconds=rng.randrange(1, 10**6))
+        rows.append({"id": str(_uuid.UUID(int=rng.getrandbits(128), version=4)), "username": who[0],
+                     "user_language": who[1], "user_education": who[2], "timestamp": ts.isoformat(),
+                     "model_a": a, "model_b": b,
+                     "conv_a": [system, {"role": "user", "content": "Kaixo"}, {"role": "assistant", "content": "Kaixo!"}],
+                     "conv_b": [system, {"role": "user", "content": "Kaixo"}, {"role": "assistant", "content": "Aupa!"}],
+                     "winner": winner, "winner_content": content, "winner_language": language})
+    rng.shuffle(rows)   # files need not be in time order; the reader sorts
+    return rows
+
+
+@pytest.fixture(scope="session")
+def study_dataset(tmp_path_factory):
+    """A published-format dataset folder (card + data/25-03.jsonl.gz + its sanitized twin) of synthetic votes."""
+    from latxa.components.arena.dataset import write_published
+
+    rows = synthetic_study_votes()
+    out = tmp_path_factory.mktemp("ebaluatoia")
+    write_published(out, "25-03", rows, rows[: len(rows) // 2], "Synthetic votes in the published format (tests).")
+    return out, rows

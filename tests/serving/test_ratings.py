@@ -38,7 +38,7 @@ def votes_file(tmp_path_factory):
 
 
 def test_bt_matches_logistic_regression_and_real_order(votes_file):
-    from latxa.serving.ratings import compute_ratings, fit_bt, fit_bt_sklearn, load_votes_jsonl
+    from latxa.components.arena.ratings import compute_ratings, fit_bt, fit_bt_sklearn, load_votes_jsonl
 
     votes = load_votes_jsonl(votes_file)
     assert len(votes) == 300
@@ -57,14 +57,14 @@ def test_bt_matches_logistic_regression_and_real_order(votes_file):
     other_seed = compute_ratings(votes, bootstrap=200, seed=4)
     assert other_seed["ratings"]["overall"] != overall
     # like-for-like: the batched bootstrap on index resamples equals per-round logistic-regression refits
-    from latxa.serving.ratings import bootstrap_bt, bootstrap_bt_sklearn
+    from latxa.components.arena.ratings import bootstrap_bt, bootstrap_bt_sklearn
 
     diff = np.abs(bootstrap_bt(votes, "content", 4, 9, resample="indices") - bootstrap_bt_sklearn(votes, "content", 4, 9))
     assert diff.max() < 0.5
 
 
 def test_ties_half_rank_rule_and_elo():
-    from latxa.serving.ratings import compute_ratings, online_elo, ranks, votes_from_records
+    from latxa.components.arena.ratings import compute_ratings, online_elo, ranks, votes_from_records
 
     ties = [{"model_a": "x", "model_b": "y", "winner": "tie", "winner_content": "tie", "winner_language": "tie"}] * 10
     res = compute_ratings(votes_from_records(ties), bootstrap=20, seed=0)
@@ -81,8 +81,8 @@ def test_ties_half_rank_rule_and_elo():
 
 
 def test_votes_file_errors_name_file_and_line(tmp_path):
+    from latxa.components.arena.ratings import load_votes_jsonl
     from latxa.errors import LatxaError
-    from latxa.serving.ratings import load_votes_jsonl
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"model_a": "x", "model_b": "y", "winner": "tie", "winner_content": "tie", "winner_language": "tie"}\n'

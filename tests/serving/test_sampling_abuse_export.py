@@ -59,37 +59,3 @@ def test_sequential_outlier_test_flags_a_contrarian():
     assert [rl.hit("k", 2, now=t) for t in (0, 1)] == [0, 0]
     assert rl.hit("k", 2, now=2) == pytest.approx(58)
     assert rl.hit("k", 2, now=61) == 0
-
-
-def test_export_dataset_schema_hashing_and_sanitizing(make_arena, reg, tmp_path):
-    import datasets
-
-    from latxa.serving.arena.db import open_db
-    from latxa.serving.arena.export import COLUMNS, export_rows, write_dataset
-
-    client, settings = make_arena()
-    h = reg(client, "amaia", email="amaia@example.eus")
-    bid = client.post("/api/battles", headers=h).json()["battle_id"]
-    client.post(f"/api/battles/{bid}/messages", headers=h,
-                json={"content": "Idatzi amaia@example.eus helbidera edo https://hitz.eus", "stream": False})
-    vote = client.post(f"/api/battles/{bid}/vote", headers=h, json={"content": "tie", "language": "tie"}).json()
-    _, sf = open_db(settings.database_url)
-    with sf() as s:
-        full, clean = export_rows(s), export_rows(s, sanitized=True)
-    counts = write_dataset(full, clean, tmp_path / "ds", "26-11")
-    assert counts == {"26-11": 1, "26-11-sanitized": 1}
-    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "ds" / "26-11" / "*.parquet"), split="train")
-    assert ds.column_names == COLUMNS
-    row = ds[0]
-    assert row["id"] == bid and row["model_a"] == vote["models"]["model_a"] and row["winner"] == "tie"
-    assert row["user_language"] == "C1" and len(row["username"]) == 32
-    assert "amaia" not in row["username"] and not row["username"].startswith("p_")
-    assert row["conv_a"][0] == {"role": "user", "content": "Idatzi amaia@example.eus helbidera edo https://hitz.eus"}
-    san = datasets.load_dataset("parquet", data_files=str(tmp_path / "ds" / "26-11-sanitized" / "*.parquet"),
-                                split="train")[0]
-    assert san["conv_a"][0]["content"] == "Idatzi [EMAIL] helbidera edo [URL]"
-    assert "example.eus" not in (tmp_path / "ds" / "README.md").read_text()
-    nd = client.get("/api/admin/export", headers={"X-Admin-Token": "admin-secret"})
-    assert nd.headers["content-type"].startswith("application/x-ndjson") and "amaia@example.eus" in nd.text
-    assert "amaia@example.eus" not in client.get("/api/admin/export?sanitized=true",
-                                                  headers={"X-Admin-Token": "admin-secret"}).text

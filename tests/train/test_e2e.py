@@ -194,3 +194,15 @@ def test_deepspeed_zero3_on_cpu_matches_ddp(cli, ddp_run, packed_data, tiny_mode
     shards = sorted(p.name for p in (ckpt / "state").glob("*optim_states.pt"))
     assert len(shards) == 2, shards                                              # one ZeRO partition per rank
     _assert_same_weights(_weights(out / "model"), _weights(ddp_run["out"] / "model"), atol=1e-5)
+
+
+def test_fsdp_full_shard_on_ray_matches_ddp(cli, ddp_run, packed_data, tiny_model, tmp_path):
+    """FSDP2 through Ray Train (2 gloo workers): sharded load, training, DCP checkpoint, streamed export."""
+    out = tmp_path / "out"
+    r = cli(*_train_args(packed_data, out, tiny_model, "--fsdp", "full_shard", "--checkpoint-every", "8", "--no-track"),
+            timeout=900)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    ckpt = out / "ray" / VARIANT / f"step-{STEPS:08d}"
+    assert sorted(p.name for p in (ckpt / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert json.loads((ckpt / "trainer_state.json").read_text())["fsdp"] == "full_shard"
+    _assert_same_weights(_weights(out / "model"), _weights(ddp_run["out"] / "model"), atol=1e-5)

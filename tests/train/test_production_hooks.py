@@ -83,12 +83,18 @@ def test_heldout_loss_is_the_per_example_mean_of_unpacked_examples(tiny_model, l
     assert res.manifest["variant"] is None and res.stats["examples"] == 65
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
 
-    def forward(input_ids, position_ids):
-        return model(input_ids=input_ids, attention_mask=packed_attention_mask(position_ids, torch.float32),
-                     position_ids=position_ids).logits
+    def losses_of(batch):
+        from latxa.components.train.heldout import token_losses
+        from latxa.components.train.loss import shifted_targets
+
+        pos = batch["position_ids"]
+        hidden = model.model(input_ids=batch["input_ids"], attention_mask=packed_attention_mask(pos, torch.float32),
+                             position_ids=pos).last_hidden_state
+        targets = shifted_targets(batch["labels"]).reshape(-1)
+        return token_losses(hidden.reshape(-1, hidden.shape[-1]), model.lm_head, targets, 7), targets
 
     plan = SimpleNamespace(heldout={"ultra": str(res.out_dir)}, evals_per_epoch=2, steps_per_epoch=10, total_steps=10)
-    got = HeldoutEval(plan, 0, 1, torch.device("cpu"), reduce=lambda v: v).run(model, forward)
+    got = HeldoutEval(plan, 0, 1, torch.device("cpu"), reduce=lambda v: v).run(model, losses_of)
     # the same, one example at a time, each alone in its own sequence
     ds = open_packed(res.out_dir)
     per_example, tok_sum, toks = [], 0.0, 0
@@ -113,7 +119,7 @@ def test_heldout_loss_is_the_per_example_mean_of_unpacked_examples(tiny_model, l
     assert got["eval_token_loss.ultra"] == pytest.approx(tok_sum / toks, abs=1e-5)
     assert got["eval_loss"] == pytest.approx(got["eval_loss.ultra"])
     # two ranks split the rows and agree with one rank (padding rows count for nothing)
-    halves = [HeldoutEval(plan, r, 2, torch.device("cpu"), reduce=lambda v: v)._one_set(ds, forward) for r in (0, 1)]
+    halves = [HeldoutEval(plan, r, 2, torch.device("cpu"), reduce=lambda v: v)._one_set(ds, losses_of) for r in (0, 1)]
     total = [a + b for a, b in zip(*halves, strict=True)]
     assert total[2] / total[3] == pytest.approx(got["eval_loss.ultra"], abs=1e-6)
 

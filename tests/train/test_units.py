@@ -88,14 +88,35 @@ def test_deepspeed_config_matches_batch_arithmetic():
 
     for profile in ("leonardo-8b", "leonardo-70b"):
         r = load_config().resolve(profile)
-        plan = SimpleNamespace(deepspeed_stage=r.target.deepspeed_stage, backend="gpu",
-                               offload_optimizer=r.target.offload_optimizer, global_batch=r.global_batch_size,
+        plan = SimpleNamespace(deepspeed_stage=3, backend="gpu", offload_optimizer=profile == "leonardo-70b",
+                               global_batch=r.global_batch_size, bucket_mb=r.target.bucket_mb,
                                micro_batch_size=r.study.train.micro_batch_size, grad_accum=r.study.train.grad_accum,
                                max_grad_norm=r.study.train.max_grad_norm, precision=r.study.train.precision)
         cfg = deepspeed_config(plan)
         assert cfg["train_batch_size"] == cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * r.world_size
         assert cfg["zero_optimization"]["stage"] == 3 and cfg["bf16"]["enabled"]
+        assert cfg["zero_optimization"]["reduce_bucket_size"] == r.target.bucket_mb * 1e6     # the profile's, not 5e7
         assert ("offload_optimizer" in cfg["zero_optimization"]) == (profile == "leonardo-70b")
+
+
+def test_leonardo_profiles_shard_as_the_reference():
+    """8B: FSDP hybrid shard inside a node (mesh 32 x 4); 70B: full shard over 256 ranks, no offload."""
+    from latxa.components.config import load_config
+    from latxa.components.train.sharding import mesh_shape
+
+    cfg = load_config()
+    p8, p70 = cfg.resolve("leonardo-8b").target, cfg.resolve("leonardo-70b").target
+    assert (p8.fsdp, p8.deepspeed_stage, p8.shard_group_size) == ("hybrid_shard", 0, 4)
+    assert mesh_shape(p8.fsdp, p8.num_workers, p8.shard_group_size) == (32, 4)
+    assert (p70.fsdp, p70.offload_optimizer, p70.shard_group_size) == ("full_shard", False, 256)
+    assert mesh_shape(p70.fsdp, p70.num_workers, p70.shard_group_size) == (1, 256)
+    assert p8.bucket_mb != 50 and p70.bucket_mb != 50
+    # Ray on each node offers the SLURM task's CPUs (the reference's --cpus-per-task 16): the node's workers fit
+    from latxa.slurm.profiles import load_profile
+
+    for target, name in ((p8, "leonardo-8b"), (p70, "leonardo-70b")):
+        site = load_profile(name)
+        assert target.cpus_per_worker * site.gpus_per_node <= site.cpus_per_task and target.cpus_per_worker > 1, name
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -210,3 +231,37 @@ def test_short_run_still_logs_system_metrics(tmp_path):
     logged = client.get_run(run.info.run_id).data.metrics
     assert logged["loss"] == 1.5
     assert any(k.startswith("system/cpu") for k in logged), sorted(logged)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `latxa train plan`: the memory and time plan with the real Llama-3.1 shapes
+# ----------------------------------------------------------------------------------------------------------
+def test_real_llama_shapes_give_the_published_parameter_counts():
+    from latxa.components.train.memory import model_shape
+
+    assert model_shape("meta-llama/Llama-3.1-8B-Instruct").params == 8_030_261_248
+    assert model_shape("meta-llama/Llama-3.1-70B-Instruct").params == 70_553_706_496
+
+
+@pytest.mark.parametrize("profile, model", [("leonardo-8b", "meta-llama/Llama-3.1-8B-Instruct"),
+                                            ("leonardo-70b", "meta-llama/Llama-3.1-70B-Instruct")])
+def test_plan_accepts_both_leonardo_profiles(cli, profile, model):
+    r = cli("train", "plan", "--variant", "exp_2_101", "--profile", profile, "--rows", "100000", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["model"] == model and p["gpu_budget_gib"] == 64 and p["host_budget_gib"] == 482
+    assert 0 < p["gpu_gib_per_device"] <= 64 and 0 < p["host_gib_per_node"] <= 482
+    assert sum(p["gpu"].values()) == pytest.approx(p["gpu_gib_per_device"], abs=0.05)
+    assert set(p["gpu"]) == {"weights", "gradients", "optimizer", "activations", "logits", "buffers"}
+    assert p["tokens_per_step"] == p["global_batch_rows"] * 8192 and p["steps"] and p["step_time_s"] > 0
+
+
+def test_plan_refuses_what_does_not_fit_in_one_sentence(cli):
+    r = cli("train", "plan", "--profile", "leonardo-70b", "--no-gradient-checkpointing")
+    assert r.returncode == 2
+    msg = r.stderr.strip()
+    assert msg.startswith("error: Profile 'leonardo-70b' does not fit") and "budget of 64 GiB" in msg
+    assert "largest term being activations" in msg and msg.count("\n") == 0
+    # the old layout (whole fp32 model on each of 4 ranks per node, plain DDP) fails on host memory
+    r = cli("train", "plan", "--profile", "leonardo-70b", "--fsdp", "none")
+    assert r.returncode == 2 and "GiB per GPU" in r.stderr and "largest term being optimizer" in r.stderr

@@ -57,10 +57,13 @@ def register(app: typer.Typer) -> None:
         cmp.print_table(rows, title=f"Latxa-Instruct demo: MLflow experiment '{experiment}'")
         plot = cmp.plot(rows, state_dir() / "compare" / f"{experiment}.png")
         typer.echo(f"\n[demo] finished in {time.time() - t0:.0f} s; plot: {plot}")
-        if server:
-            typer.echo(f"[demo] open MLflow at {uri} (experiment '{experiment}', registered models latxa-<code>); "
-                       "`latxa mlflow down` stops the server, `latxa mlflow up` starts it again.")
+        links = cmp.mlflow_links(experiment, res.tracking_uri)
+        if links:
+            typer.echo(f"[demo] MLflow, the variants side by side: {links[0]}")
+            typer.echo(f"[demo] MLflow, loss curves and scores across variants: {links[1]}")
+            typer.echo("[demo] registered models: latxa-<code> under Models; `latxa mlflow down` stops the server, "
+                       "`latxa mlflow up` starts it again.")
         else:
             typer.echo(f"[demo] runs are in {tracking.default_tracking_uri()}: `latxa mlflow up` serves them at "
                        "http://127.0.0.1:5000")
-        typer.echo(f"[demo] compare again any time: latxa compare --experiment {experiment}")
+        typer.echo("[demo] compare again any time: latxa compare")

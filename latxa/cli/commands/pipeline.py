@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +12,15 @@ import typer
 from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 
+class DescribeFormat(str, Enum):
+    table = "table"
+    md = "md"
+    json = "json"
+
+
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="The study pipelines (KFP v2): compile IR YAML, run locally with kfp.local, submit to KFP.",
+    group = typer.Typer(help="The study pipelines (KFP v2): compile IR YAML, describe their run form, run locally with "
+                        "kfp.local, submit to KFP.",
                         no_args_is_help=True)
 
     @group.command("compile", help="Write the IR YAML of each pipeline (study, study-slurm, sweep, sweep-slurm) into OUT, "
@@ -32,6 +40,37 @@ def register(app: typer.Typer) -> None:
         else:
             for name, path in written.items():
                 typer.echo(f"{name}: {path}")
+
+    @group.command("describe", help="Show a pipeline's run form as the KFP dashboard will present it after upload: each "
+                   "parameter's field label (name - type), its prefilled value, whether it is required, and its "
+                   "description from the compiled IR (the dashboard itself does not display the descriptions)."
+                   + example("latxa pipeline describe sweep --format md"))
+    def describe(name: str = typer.Argument("study", help="study, study-slurm, sweep or sweep-slurm."),
+                 image: Optional[str] = typer.Option(None, "--image", help="Container image of the components."),
+                 fmt: DescribeFormat = typer.Option(DescribeFormat.table, "--format", help="table, md or json")) -> None:
+        from latxa.pipelines.runner import describe as do_describe
+
+        form = do_describe(name, image=image)
+        if fmt == DescribeFormat.json:
+            emit_json(form)
+            return
+        required = lambda p: "optional" if p["optional"] else "required"  # noqa: E731
+        if fmt == DescribeFormat.md:
+            summary = " ".join(form["description"].split())
+            lines = [f"**{form['pipeline']}**: {summary}", "",
+                     "| field (KFP run form) | prefilled | | description |", "|---|---|---|---|"]
+            lines += [f"| `{p['label']}` | {('`' + p['prefilled'] + '`') if p['prefilled'] else '(empty)'} | "
+                      f"{required(p)} | {p['description']} |" for p in form["parameters"]]
+            typer.echo("\n".join(lines))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("field (KFP run form)", "prefilled", "", "description",
+                      title=f"{form['pipeline']}: {form['description'].splitlines()[0] if form['description'] else ''}")
+        for p in form["parameters"]:
+            table.add_row(p["label"], p["prefilled"] or "(empty)", required(p), p["description"])
+        Console(width=160).print(table)
 
     @group.command("run", help="Run the pipeline on this machine with kfp.local (SubprocessRunner, no containers): "
                    "tiny model, shipped sample data, local Ray, the MLflow store of `latxa mlflow status`. One variant "

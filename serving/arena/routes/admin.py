@@ -55,7 +55,10 @@ def admin_stats(arena: Arena = Depends(get_arena)) -> dict:
 def admin_export(sanitized: bool = Query(False), arena: Arena = Depends(get_arena)) -> Response:
     from latxa.serving.arena.export import export_rows
 
+    specs = getattr(arena.backends, "specs", {}) or {}
+    names = {n: sp.export_name for n, sp in specs.items() if getattr(sp, "export_name", None)}
     with arena.sf() as s:
-        rows = export_rows(s, sanitized=sanitized, salt=arena.settings.export_salt)
+        rows = export_rows(s, sanitized=sanitized, salt=arena.settings.export_salt,
+                           timezone=arena.settings.export_timezone, export_names=names)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return Response(text, media_type="application/x-ndjson")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
+import uuid
 from typing import Optional
 
 from fastapi import APIRouter, Depends
@@ -25,10 +25,14 @@ def new_battle(body: Optional[BattleIn] = None, p: Participant = Depends(partici
                arena: Arena = Depends(get_arena)) -> dict:
     settings = arena.settings
     arena.limit(f"battles:{p.id}", settings.rate_battles_per_minute)
-    mode = (body.sampling if body and body.sampling else None) or settings.sampling
-    bid = "b_" + secrets.token_hex(12)
+    asked = body.sampling if body and body.sampling else None
+    if asked and asked != settings.sampling and not arena.protocol.allow_sampling_override:
+        raise ApiError(422, "validation_error",
+                       f"This arena's protocol ({arena.protocol.name}) samples pairs {settings.sampling}ly.")
+    mode = asked or settings.sampling
+    bid = str(uuid.uuid4())   # the published dataset's conversation id
     now = utcnow()
-    if settings.control_battles and arena.rng.random() < settings.control_rate:
+    if arena.protocol.control_battles and settings.control_battles and arena.rng.random() < settings.control_rate:
         ctrl = arena.rng.choice(settings.control_battles)
         good_first = arena.rng.random() < 0.5
         a_text, b_text = (ctrl.good, ctrl.bad) if good_first else (ctrl.bad, ctrl.good)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from latxa.serving.arena.core import Arena
 from latxa.serving.arena.deps import get_arena
-from latxa.serving.arena.schemas import BASQUE_LEVELS, CONSENT, EDUCATION_LEVELS, ERRORS, QUESTIONS
+from latxa.serving.arena.schemas import ERRORS
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -20,11 +20,17 @@ def health() -> dict:
 
 @router.get("/config")
 def config(arena: Arena = Depends(get_arena)) -> dict:
-    settings = arena.settings
-    return {"consent": CONSENT, "basque_levels": BASQUE_LEVELS, "education_levels": EDUCATION_LEVELS,
-            "questions": QUESTIONS, "choices": ["model_a", "model_b", "tie"],
+    settings, proto = arena.settings, arena.protocol
+    reg = proto.registration
+    return {"protocol": proto.public(),
+            "consent": {"version": proto.consent.version, "licence": proto.consent.licence,
+                        "title": proto.consent.title, "text": proto.consent.text},
+            "basque_levels": [c.code for c in reg.basque_levels],
+            "education_levels": [c.code for c in reg.education_levels],
+            "questions": proto.questions, "choices": ["model_a", "model_b", "tie"],
             "min_reading_seconds": settings.min_reading_seconds, "max_turns": settings.max_turns,
-            "max_message_chars": settings.max_message_chars}
+            "max_message_chars": settings.max_message_chars,
+            "leaderboard_min_battles": settings.leaderboard_min_battles}
 
 
 @router.get("/leaderboard")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from latxa.serving.arena.core import ApiError, Arena, _iso, _token_hash
 from latxa.serving.arena.db import Battle, Participant, Session, Vote, utcnow
 from latxa.serving.arena.deps import get_arena, ip_limit, participant
-from latxa.serving.arena.schemas import CONSENT, ERRORS, LoginIn, RegisterIn, TokenOut
+from latxa.serving.arena.schemas import ERRORS, LoginIn, RegisterIn, TokenOut
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -23,6 +23,10 @@ def register(body: RegisterIn, ip: str = Depends(ip_limit), arena: Arena = Depen
     arena.limit(f"auth-ip:{ip}", arena.settings.rate_auth_per_minute_ip)
     if not body.consent:
         raise ApiError(422, "consent_required", "Registration needs consent to the data licence (consent: true).")
+    bad = arena.protocol.check_registration(username=body.username, password=body.password, email=body.email,
+                                            basque_level=body.basque_level, education=body.education)
+    if bad:
+        raise ApiError(422, "validation_error", f"Invalid request: {bad[0]}: {bad[1]}")
     pid = "p_" + secrets.token_hex(8)
     with arena.sf() as s:
         if s.execute(select(Participant.id).where(Participant.username == body.username)).first():
@@ -30,7 +34,7 @@ def register(body: RegisterIn, ip: str = Depends(ip_limit), arena: Arena = Depen
         now = utcnow()
         s.add(Participant(id=pid, username=body.username, password_hash=arena.hasher.hash(body.password),
                           email=body.email, basque_level=body.basque_level, education=body.education,
-                          consent_version=CONSENT["version"], consent_at=now, created_at=now,
+                          consent_version=arena.protocol.consent.version, consent_at=now, created_at=now,
                           flagged=False, flag_reasons=""))
         s.flush()
         token = arena.issue_token(s, pid)

@@ -14,7 +14,6 @@ from latxa.serving.arena.core import ApiError, Arena
 from latxa.serving.arena.db import Battle, Participant, Vote, utcnow
 from latxa.serving.arena.deps import client_ip, get_arena, participant
 from latxa.serving.arena.schemas import ERRORS, VoteIn, VoteOut
-from latxa.serving.ratings import derive_winner
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -36,11 +35,11 @@ def same_or_conflict(arena: Arena, v: Vote, content: str, language: str, overall
 async def vote(battle_id: str, body: VoteIn, request: Request, p: Participant = Depends(participant),
                arena: Arena = Depends(get_arena)) -> dict:
     settings = arena.settings
-    overall = body.overall if body.content != body.language else None
-    if body.content != body.language and overall is None:
+    try:
+        winner, overall = arena.protocol.winner(body.content, body.language, body.overall)
+    except ValueError:
         raise ApiError(422, "overall_required",
-                       "Content and language disagree, so the overall question must be answered too.")
-    winner = derive_winner(body.content, body.language, overall)
+                       "Content and language disagree, so the overall question must be answered too.") from None
 
     def check():
         # One Core query for the battle and its vote: loading ORM entities here cost more than the rest of

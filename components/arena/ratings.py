@@ -1,4 +1,7 @@
-"""Arena ratings: Bradley-Terry MLE (ties count half) with bootstrap CIs, online Elo, win rates.
+"""Arena ratings (our convention): Bradley-Terry MLE (ties count half) with bootstrap CIs, online Elo, win rates.
+
+The paper's convention (100 rounds, seed 42, bootstrap-mean scores, 90 % intervals) is
+:mod:`latxa.components.arena.paper`.
 
 Ratings are on the 400-point scale (P(i beats j) = 1 / (1 + 10 ** ((R_j - R_i) / 400))) with the mean
 rating anchored at 1000. The fast path aggregates votes into per-pair counts, draws all bootstrap rounds at
@@ -24,6 +27,21 @@ ANCHOR = 1000.0
 OUTCOMES = ("model_a", "model_b", "tie")
 DIMENSIONS = {"overall": "winner", "content": "winner_content", "language": "winner_language"}
 RIDGE = 1e-6  # same L2 as LogisticRegression(C=1e6) in the baseline; keeps all-win models finite
+
+
+def prior_ridge(prior_sd: float | None) -> float:
+    """The L2 weight of a Gaussian prior N(1000, prior_sd^2) on every rating (``None``: the plain MLE).
+
+    On the natural-log strength scale a rating sd of ``prior_sd`` points is ``prior_sd * ln(10) / 400``; the
+    penalty is ``beta^2 / (2 sd^2)``. With few votes the ratings stay within a few prior sds of 1000; with
+    hundreds of battles per model the prior moves them by well under a point.
+    """
+    if prior_sd is None:
+        return RIDGE
+    if prior_sd <= 0:
+        raise LatxaError("the prior's standard deviation must be positive (rating points, e.g. 200).")
+    sd = prior_sd * math.log(10) / SCALE
+    return 1.0 / (sd * sd)
 
 
 class VotesFileError(LatxaError):
@@ -151,15 +169,15 @@ def to_scale(beta: np.ndarray) -> np.ndarray:
     return ANCHOR + SCALE / math.log(10) * centred
 
 
-def fit_bt(votes: Votes, dim: str = "overall") -> np.ndarray:
+def fit_bt(votes: Votes, dim: str = "overall", ridge: float = RIDGE) -> np.ndarray:
     pi, pj, c = pair_cells(votes, dim)
     wins = (c[:, 0] + 0.5 * c[:, 2])[None]
     games = c.sum(1)[None]
-    return to_scale(_newton_bt(pi, pj, wins, games, len(votes.models)))[0]
+    return to_scale(_newton_bt(pi, pj, wins, games, len(votes.models), ridge=ridge))[0]
 
 
 def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 250,
-                 resample: str = "multinomial") -> np.ndarray:
+                 resample: str = "multinomial", ridge: float = RIDGE) -> np.ndarray:
     """(rounds, k) bootstrap ratings: each round resamples the votes with replacement (as cell counts).
 
     ``resample="multinomial"`` draws the cell counts directly (fastest); ``"indices"`` draws vote indices exactly
@@ -179,7 +197,7 @@ def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 25
         cell = row_of_pair[lo * k + hi] * 3 + oc
         ncell = pi.shape[0] * 3
     probs = (c / n).ravel()
-    point = _newton_bt(pi, pj, (c[:, 0] + 0.5 * c[:, 2])[None], c.sum(1)[None], k)[0]  # warm start
+    point = _newton_bt(pi, pj, (c[:, 0] + 0.5 * c[:, 2])[None], c.sum(1)[None], k, ridge=ridge)[0]  # warm start
     out = []
     for start in range(0, rounds, chunk):
         m = min(chunk, rounds - start)
@@ -191,7 +209,7 @@ def bootstrap_bt(votes: Votes, dim: str, rounds: int, seed: int, chunk: int = 25
             draw = rng.multinomial(n, probs, size=m).reshape(m, -1, 3).astype(np.float64)
         wins = draw[..., 0] + 0.5 * draw[..., 2]
         games = draw.sum(-1)
-        out.append(to_scale(_newton_bt(pi, pj, wins, games, k, start=point)))
+        out.append(to_scale(_newton_bt(pi, pj, wins, games, k, ridge=ridge, start=point)))
     return np.concatenate(out) if out else np.zeros((0, k))
 
 
@@ -261,15 +279,25 @@ def ranks(ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
 
 
 def compute_ratings(votes: Votes, bootstrap: int = 1000, seed: int = 0, ci: float = 0.95,
-                    progress: bool = False) -> dict:
-    """The `latxa arena ratings --format json` document (plus elo and win rates under 'extra')."""
+                    progress: bool = False, *, prior_sd: float | None = None, min_battles: int = 0) -> dict:
+    """The `latxa arena ratings --format json` document (plus elo and win rates under 'extra').
+
+    ``prior_sd``: a weak Gaussian prior on the ratings (rating points; None = the plain MLE). ``min_battles``:
+    models with fewer battles are fitted but not listed; ``pending`` says how many more battles each needs.
+    """
     if len(votes) == 0:
-        return {"ratings": {d: {} for d in DIMENSIONS}, "votes": 0, "models": [], "extra": {}}
+        return {"ratings": {d: {} for d in DIMENSIONS}, "votes": 0, "models": [], "extra": {}, "pending": {},
+                "min_battles": min_battles, "prior_sd": prior_sd}
     if bootstrap < 1:
         raise LatxaError("--bootstrap must be at least 1 round.")
+    ridge = prior_ridge(prior_sd)
     battles = np.bincount(np.concatenate([votes.a, votes.b]), minlength=len(votes.models))
+    shown = battles >= min_battles
     result: dict = {"ratings": {}, "votes": len(votes), "models": votes.models,
-                    "bootstrap": bootstrap, "seed": seed, "ci": ci, "extra": {}}
+                    "bootstrap": bootstrap, "seed": seed, "ci": ci, "extra": {}, "prior_sd": prior_sd,
+                    "min_battles": min_battles,
+                    "pending": {votes.models[m]: {"battles": int(battles[m]), "needed": int(min_battles - battles[m])}
+                                for m in np.argsort(-battles, kind="stable") if not shown[m]}}
     dims = list(DIMENSIONS)
     it = dims
     if progress:
@@ -277,12 +305,13 @@ def compute_ratings(votes: Votes, bootstrap: int = 1000, seed: int = 0, ci: floa
 
         it = tqdm(dims, desc="bootstrap", unit="dimension")
     for dim in it:
-        point = fit_bt(votes, dim)
-        boots = bootstrap_bt(votes, dim, bootstrap, seed)
+        point = fit_bt(votes, dim, ridge)
+        boots = bootstrap_bt(votes, dim, bootstrap, seed, ridge=ridge)
         lo = np.quantile(boots, (1 - ci) / 2, axis=0)
         hi = np.quantile(boots, 1 - (1 - ci) / 2, axis=0)
-        rk = ranks(lo, hi)
-        order = np.argsort(-point, kind="stable")
+        order = [m for m in np.argsort(-point, kind="stable") if shown[m]]
+        rk = np.zeros(len(votes.models), dtype=int)
+        rk[order] = ranks(lo[order], hi[order])
         result["ratings"][dim] = {
             votes.models[m]: {"rating": round(float(point[m]), 2), "ci_low": round(float(lo[m]), 2),
                               "ci_high": round(float(hi[m]), 2), "rank": int(rk[m]), "battles": int(battles[m])}
