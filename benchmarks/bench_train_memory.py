@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -212,21 +213,8 @@ def run_sharded(work: Path) -> list[dict]:
     return [json.loads((work / f"load_sharded.json.rank{r}").read_text()) for r in (0, 1)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.step:
-        sys.path.insert(0, str(REPO))
-        result = STEPS[args.step](args.work)
-        rank = os.environ.get("RANK")
-        args.out.with_name(args.out.name + (f".rank{rank}" if rank is not None else "")).write_text(json.dumps(result))
-        return
-
-    work = Path(tempfile.mkdtemp(prefix="bench-train-mem-"))
+def measure(work: Path) -> dict:
+    """Every step in fresh processes under ``work``; the results and their ratios."""
     os.environ["LATXA_HOME"] = str(work / "home")
     res: dict = {"build": run_step("build", work)}
     res["load_whole"] = run_step("load_whole", work)
@@ -254,6 +242,28 @@ def main() -> None:
         "export_delta_vs_largest_shard": res["export"]["delta_mib"] / res["export"]["largest_shard_mib"],
         "export_peak_vs_largest_shard": res["export"]["peak_mib"] / res["export"]["largest_shard_mib"],
     }
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.step:
+        sys.path.insert(0, str(REPO))
+        result = STEPS[args.step](args.work)
+        rank = os.environ.get("RANK")
+        args.out.with_name(args.out.name + (f".rank{rank}" if rank is not None else "")).write_text(json.dumps(result))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="bench-train-mem-"))
+    try:  # the work folder holds a few GiB of model shards: never leave it behind
+        res = measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(res, indent=2))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")

@@ -22,6 +22,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean():
+    """No run writes into the checkout: MLflow 3 falls back to ``sqlite:///mlflow.db`` in the working directory
+    when a client gets no tracking URI, which once left stray databases at the repository root."""
+    stray = [REPO / "mlflow.db", REPO / "mlruns"]
+    before = {p for p in stray if p.exists()}
+    yield
+    leaked = [str(p) for p in stray if p.exists() and p not in before]
+    assert not leaked, f"the test session wrote {', '.join(leaked)} into the checkout"
+
+
 @pytest.fixture(scope="session")
 def latxa_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("latxa_home")
@@ -43,6 +54,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path
         [str(exe), *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, cwd=cwd or REPO,
     )
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    """One Playwright driver for the whole session: the sync API refuses a second one while another is open (a
+    session-scoped browser in one folder would break a module-scoped one in another)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
 
 
 @pytest.fixture

@@ -155,6 +155,13 @@ def _heatmap(ax, matrix, labels, *, cmap, fmt="{:.0f}", vmin=None, vmax=None, an
 
 
 # ----------------------------------------------------------------------------- the sections
+RANK_COLUMNS = ("rank", "rank_cont", "rank_cont_delta", "rank_lang", "rank_lang_delta")
+
+
+def _rank(value) -> str:
+    return "" if value != value else str(int(value))  # NaN (no battles in that dimension) stays empty
+
+
 def arena_table(rep: Report, ratings: dict) -> None:
     """figures/arena-full.tex: global, content and language ranks, scores and intervals, rank changes."""
     g, c, lang = (ratings[d].set_index("model") for d in ("global", "content", "language"))
@@ -169,10 +176,12 @@ def arena_table(rep: Report, ratings: dict) -> None:
     latex.index = [N.pretty(m, "latex") for m in latex.index]
     latex.index.name = "model"
     (rep.out / "arena-full.tex").write_text(
-        latex.to_latex(sparsify=False, float_format="{:.2f}".format, formatters={"rank": int}), encoding="utf-8")
+        latex.to_latex(sparsify=False, float_format="{:.2f}".format, formatters=dict.fromkeys(RANK_COLUMNS, _rank)),
+    encoding="utf-8")
     text = full.copy()
     text.index = [N.label(m) for m in text.index]
-    text["rank"] = text["rank"].astype(int)
+    for col in RANK_COLUMNS:  # ranks are whole numbers (floats only because a left merge may leave gaps)
+        text[col] = text[col].map(_rank)
     (rep.out / "arena-full.md").write_text("# Arena: Bradley-Terry scores (paper convention)\n\n" + md_table(text),
                                            encoding="utf-8")
     full.to_csv(rep.out / "arena-full.csv")

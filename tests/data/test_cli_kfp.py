@@ -59,8 +59,10 @@ def test_kfp_component_runs_under_kfp_local(tiny_model, latxa_home, tmp_path):
     from kfp import dsl, local
     from kfp.dsl import Model
 
+    from latxa.pipelines.runner import local_optional_inputs
     from latxa.pipelines.steps import IMAGE, prepare_data
 
+    local_optional_inputs()  # as `latxa pipeline run` does: unset optional inputs stay unset (kfp.local refuses None)
     assert IMAGE and prepare_data.component_spec.implementation.container.image == IMAGE
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 

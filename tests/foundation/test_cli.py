@@ -73,3 +73,15 @@ def test_examples_name_only_files_that_exist():
 def test_eval_tasks_refuses_an_unknown_format(cli):
     res = cli("eval", "tasks", "--format", "yaml")
     assert res.returncode == 2 and "yaml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_readme_shows_every_verb():
+    """The README is the newcomer's map: every leaf verb appears in it as a command line (`latxa <verb> ...`)."""
+    import re
+
+    from latxa.paths import CHECKOUT
+
+    readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
+    missing = [name for name, cmd in _all_commands() if not hasattr(cmd, "commands")
+               and not re.search(rf"latxa {re.escape(name)}(?=[\s`])", readme)]
+    assert not missing, f"README.md has no example of: {', '.join('latxa ' + m for m in missing)}"

@@ -119,15 +119,12 @@ def test_compare_with_no_option_prints_the_table_and_the_mlflow_links(sweep):
 
 
 @pytest.fixture(scope="module")
-def browser(sweep):
-    from playwright.sync_api import sync_playwright
-
+def browser(sweep, playwright):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is missing: run `make sysdeps` (apt-get install chromium).")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()
 
 
 def _page(browser, height: int = 950):

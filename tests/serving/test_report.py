@@ -49,6 +49,8 @@ def test_every_artefact_is_written_and_shown_in_the_index(report):
     assert r"\begin{tabular}" in tex and r"INS\textsubscript{\,EN,70B}" in tex and "rank_cont_delta" in tex
     md = (out / "arena-full.md").read_text()
     assert md.count("\n|") >= 22 and "GPT-4o" in md
+    gpt = next(line for line in md.splitlines() if "GPT-4o" in line).split("|")
+    assert gpt[2].strip().isdigit() and gpt[5].strip().lstrip("-").isdigit(), gpt  # ranks are whole numbers
     assert "bootstrap (paper convention)" in output   # progress on the long step
     rq1 = doc["research_questions"]["corpus"]
     # the published RQ1 accuracy means (Basque benchmarks, basqbbq excluded) come out of the real results
