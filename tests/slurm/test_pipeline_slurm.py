@@ -6,19 +6,31 @@ Also: a step killed while it waits and run again re-attaches to its job instead 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
 VARIANT = "exp_1_010"
 
 
+def _accounted() -> list[tuple[str, str, str]]:
+    """(job id, name, state) of every job the local cluster's accounting holds (it outlives a test session when
+    the cluster was already up, so tests compare against what was there before they started)."""
+    out = subprocess.run(["sacct", "-c", "-P", "-n", "-o", "JobID,JobName,State"], capture_output=True, text=True,
+                         check=True).stdout
+    return [tuple(line.split("|")[:3]) for line in out.splitlines() if line.count("|") >= 2]
+
+
 @pytest.mark.slow
 def test_study_pipeline_runs_its_steps_as_slurm_jobs_passing_cluster_references(slurm_cluster, tiny_model, latxa_home,
                                                                                 cli, tmp_path):
     from mlflow.tracking import MlflowClient
+
+    before = {job_id for job_id, _, _ in _accounted()}
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"   # a file store the job on this node reaches too
     root = latxa_home / "kfp" / "runs"
@@ -52,9 +64,9 @@ def test_study_pipeline_runs_its_steps_as_slurm_jobs_passing_cluster_references(
     assert by_kind["exported"]["slurm_ref"].startswith("slurm://local/") and by_kind["exported"]["export"]["step"] == 3
 
     # five jobs ran on the cluster, all COMPLETED, the MLflow run says which trained it
-    names = subprocess.run(["sacct", "-c", "-P", "-n", "-o", "JobName,State"], capture_output=True, text=True).stdout
-    for step in ("prep", "train", "export", "eval", "register"):
-        assert f"{step}-{VARIANT}|COMPLETED" in names, names
+    ran = [(name, state) for job_id, name, state in _accounted() if job_id not in before]
+    for step in ("prep", "train", "export", "eval", "register"):          # one job each, this run's
+        assert [st for name, st in ran if name == f"{step}-{VARIANT}"] == ["COMPLETED"], ran
     assert tags["slurm.job_id"] and tags["kfp.task.train"] == "slurm-train-model"
     assert tags["kfp.task.eval"] == "slurm-evaluate-model" and tags["kfp.task.register"] == "slurm-register-model"
     assert run["params"]["total_steps"] == "3" and 0.0 <= run["metrics"]["eval.eu-mini.mean_eu"] <= 100.0
@@ -64,20 +76,23 @@ def test_study_pipeline_runs_its_steps_as_slurm_jobs_passing_cluster_references(
 
 
 REATTACH = """
+import os
 import sys
 from latxa.slurm.bridge import SlurmBridge
 from latxa.slurm.kfp_bridge import run_job
 from latxa.slurm.render import render_command
 bridge = SlurmBridge("local")
-job = render_command(bridge.profile, ["bash", "-c", "sleep 6; echo finished"], name="reattach-me", time="3")
+job = render_command(bridge.profile, ["bash", "-c", "sleep 6; echo finished"], name=os.environ["JOB_NAME"], time="3")
 st = run_job(bridge, job, key="kfp-run-1/slurm-train-model/exp_2_101", poll_s=0.3, max_poll_s=1.0)
 print("FINAL", st.job_id, st.state, flush=True)
 """
 
 
 def test_a_killed_wait_step_reattaches_to_its_job_when_run_again(slurm_cluster, latxa_home, tmp_path):
+    name = f"reattach-{uuid.uuid4().hex[:8]}"        # this run's jobs only (accounting keeps earlier sessions')
     step = [sys.executable, "-c", REATTACH]
-    first = subprocess.Popen(step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "JOB_NAME": name}
+    first = subprocess.Popen(step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 60
     from latxa.slurm.bridge import SlurmBridge
 
@@ -87,16 +102,15 @@ def test_a_killed_wait_step_reattaches_to_its_job_when_run_again(slurm_cluster, 
         time.sleep(0.1)
     first.kill()                      # the KFP pod dies while waiting
     first.wait()
-    again = subprocess.run(step, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(step, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     final = [line for line in again.stdout.splitlines() if line.startswith("FINAL")][-1].split()
     assert final[2] == "COMPLETED"
     # SLURM ran one job for that step
-    names = subprocess.run(["sacct", "-c", "-P", "-n", "-o", "JobID,JobName"], capture_output=True, text=True).stdout
-    mine = [line for line in names.splitlines() if line.endswith("|reattach-me")]
-    squeued = subprocess.run(["squeue", "-h", "-n", "reattach-me", "-o", "%i"], capture_output=True, text=True).stdout
-    assert len({line.split("|")[0] for line in mine} | set(squeued.split())) == 1, (mine, squeued)
-    assert mine[-1].split("|")[0] == final[1]
+    mine = [job_id for job_id, job_name, _ in _accounted() if job_name == name]
+    squeued = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True).stdout
+    assert len(set(mine) | set(squeued.split())) == 1, (mine, squeued)
+    assert mine[-1] == final[1]
     # a third run of the finished step re-attaches too: it reports the completed job, submits nothing
-    third = subprocess.run(step, capture_output=True, text=True, timeout=60)
+    third = subprocess.run(step, capture_output=True, text=True, timeout=60, env=env)
     assert third.returncode == 0 and f"FINAL {final[1]} COMPLETED" in third.stdout
