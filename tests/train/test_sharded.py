@@ -135,9 +135,11 @@ def test_fsdp_resume_continues_exactly(plans, trained, tmp_path):
     assert max(float((x[k] - y[k]).abs().max()) for k in x) <= 1e-6
 
 
-def test_fsdp_heldout_loss_runs_through_the_wrapped_model(plans, tiny_model, latxa_home, tmp_path):
-    """Under FSDP2 the held-out loss goes through the root module (its hooks unshard the embeddings, final norm
-    and LM head): on 2 ranks it equals the loss of the plain, unsharded model computed in this process."""
+@pytest.mark.parametrize("wrap", [{"fsdp": "full_shard"}, {"deepspeed_stage": 3}, {}], ids=["fsdp", "zero3", "ddp"])
+def test_heldout_loss_runs_through_the_wrapped_model(wrap, plans, tiny_model, latxa_home, tmp_path):
+    """The held-out loss goes through the wrapped model as training does: under FSDP2 the root module's hooks
+    unshard the embeddings, final norm and LM head, under ZeRO-3 each module gathers its own. On 2 ranks it equals
+    the loss of the plain, unsharded model computed in this process."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -156,9 +158,10 @@ def test_fsdp_heldout_loss_runs_through_the_wrapped_model(plans, tiny_model, lat
     prepare("exp_1_010", sets / "aya_eu", config=cfg, tokenizer=tiny_model, sources=["aya_eu"], num_proc=1,
             progress=False, seq_len=plans["fsdp"].seq_len)
     plan = plan_training(TrainJob(variant=VARIANT, data_dir=plans["fsdp"].data_dir, model_dir=tiny_model,
-                                  num_workers=2, max_steps=4, track=False, fsdp="full_shard", heldout=sets,
-                                  evals_per_epoch=2, out_dir=tmp_path / "run"))
-    assert plan.heldout and plan.fsdp == "full_shard"
+                                  num_workers=2, max_steps=4, track=False, heldout=sets, evals_per_epoch=2,
+                                  out_dir=tmp_path / "run", **wrap))
+    assert plan.heldout
+    assert (plan.fsdp, plan.deepspeed_stage) == (wrap.get("fsdp", "none"), wrap.get("deepspeed_stage", 0))
     out = tmp_path / "ranks"
     torchrun("heldout", plan, out)
     got = json.loads((out / "heldout.json").read_text())
