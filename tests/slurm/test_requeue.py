@@ -41,13 +41,20 @@ def _scontrol(job_id: str) -> dict:
 def _follow_without_a_client(job_id: str, timeout: float = 600) -> dict:
     """Poll scontrol until the job is final; when SLURM holds a requeued job for its begin time, release it now."""
     deadline = time.monotonic() + timeout
+    held_since = None
     while time.monotonic() < deadline:
         info = _scontrol(job_id)
         state = info.get("JobState", "")
         if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
             return info
         if state == "PENDING" and info.get("Reason") == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            # not at once: slurmd revoked the last attempt's credential, and a relaunch within the same second
+            # is killed ("Job credential revoked"); SLURM's own hold is longer still
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= 3.0:
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+        else:
+            held_since = None
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} did not finish within {timeout} s: {_scontrol(job_id)}")
 
