@@ -53,8 +53,15 @@ class TrainConfig(_Strict):
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     max_grad_norm: Float = Field(1.0, gt=0)
     log_every: Int = Field(1, gt=0, le=MAX_COUNT)
-    checkpoint_every: Int = Field(500, gt=0, le=MAX_COUNT)
+    # Checkpoints: the reference's saves per epoch (HF Trainer: every ceil(total_steps / (saves x epochs)) steps),
+    # optionally every N steps too, and a time-based one every M minutes of training (a 24 h job never loses more
+    # than M minutes); the last `keep_checkpoints` epoch saves are kept, plus always the latest checkpoint.
+    saves_per_epoch: Int | None = Field(None, gt=0, le=10000)
+    checkpoint_every: Int | None = Field(None, gt=0, le=MAX_COUNT)
+    checkpoint_minutes: Float | None = Field(None, gt=0, le=10**6)
     keep_checkpoints: Int = Field(2, gt=0, le=10000)
+    # Held-out loss (the reference's eval_loss on AYA and Magpie-Ultra-1K) this many times per epoch; 0 = never.
+    evals_per_epoch: Int = Field(0, ge=0, le=10000)
     attention: Literal["auto", "flash_attention_2", "packed_sdpa", "masked_sdpa"] = Field(
         "auto", description="packed rows: auto = FlashAttention-2 varlen on GPU when installed, else per-document SDPA; "
         "masked_sdpa = the 4D block-diagonal mask (reference path)")
@@ -86,6 +93,7 @@ class Profile(_Strict):
     cpus_per_worker: Int = Field(1, gt=0, le=1024, description="CPUs Ray reserves per worker; also its OMP/MKL threads")
     deepspeed_stage: Literal[0, 1, 2, 3] = 0
     offload_optimizer: Bool = False
+    model_size: Literal["8b", "70b"] = Field("8b", description="which backbones the profile trains (registry sizes)")
     fsdp: Literal["none", "full_shard", "hybrid_shard"] = Field(
         "none", description="FSDP2 sharding (instead of DDP/DeepSpeed): full_shard over all ranks, or hybrid_shard "
         "inside groups of fsdp_shard_size ranks (a node) replicated across groups")
@@ -131,29 +139,45 @@ class Profile(_Strict):
 
 class StudyConfig(_Strict):
     seed: Int = Field(33, ge=0, le=2**32 - 1)
+    # Per-variant seeds where the reference deviated from `seed` (its exp_2_010 ran with 42).
+    variant_seeds: dict[str, Int] = Field(default_factory=dict)
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     optim: OptimConfig = OptimConfig()
+    # Overrides for a smoke run of any profile (`--smoke`: the rehearsal): a few steps at a short seq_len.
+    smoke: dict[str, dict[str, Any]] = Field(default_factory=dict)
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
-    def resolve(self, profile: str | None) -> "ResolvedConfig":
-        """Apply a profile's overrides; the result is what a run actually uses."""
+    def seed_for(self, variant_code: str) -> int:
+        return self.variant_seeds.get(variant_code, self.seed)
+
+    def resolve(self, profile: str | None, smoke: bool = False) -> "ResolvedConfig":
+        """Apply a profile's overrides (then the smoke overrides, with ``smoke``); the result is what a run uses."""
         if profile is None:
-            return ResolvedConfig(profile=None, study=self, target=Profile())
-        if profile not in self.profiles:
+            prof, merged = Profile(), self.model_dump()
+        elif profile not in self.profiles:
             known = ", ".join(sorted(self.profiles)) or "none"
             raise ConfigError(f"Unknown profile '{profile}' (known profiles: {known}).")
-        prof = self.profiles[profile]
-        merged = self.model_dump()
-        for section, values in prof.overrides.items():
-            if section not in ("data", "train", "optim"):
-                raise ConfigError(f"Profile '{profile}' overrides unknown section '{section}' (use data, train or optim).")
-            merged[section].update(values)
-        return ResolvedConfig(profile=profile, study=_validate(merged, f"profile '{profile}'"), target=prof)
+        else:
+            prof = self.profiles[profile]
+            merged = self.model_dump()
+            _apply(merged, prof.overrides, f"Profile '{profile}'")
+        if smoke:
+            _apply(merged, self.smoke, "The smoke section")
+        where = f"profile '{profile}'" + (" (smoke)" if smoke else "")
+        study = self if profile is None and not smoke else _validate(merged, where)
+        return ResolvedConfig(profile=profile, study=study, target=prof, smoke=smoke)
 
     @property
     def global_batch_size(self) -> int:
         return self.train.micro_batch_size * self.train.grad_accum
+
+
+def _apply(merged: dict, overrides: dict[str, dict[str, Any]], who: str) -> None:
+    for section, values in overrides.items():
+        if section not in ("data", "train", "optim"):
+            raise ConfigError(f"{who} overrides unknown section '{section}' (use data, train or optim).")
+        merged[section].update(values)
 
 
 class ResolvedConfig(BaseModel):
@@ -163,6 +187,7 @@ class ResolvedConfig(BaseModel):
     profile: str | None
     study: StudyConfig
     target: Profile
+    smoke: bool = False
 
     @property
     def world_size(self) -> int:

@@ -40,10 +40,15 @@ TAG_SWEEP_RUN = "latxa.sweep_run"  # on a variant run: the id of its sweep's run
 TAG_KFP_RUN = "kfp.run_id"
 TAG_KFP_TASK = "kfp.task"
 TAG_SLURM_JOB = "slurm.job_id"
+TAG_MODEL_SIZE = "model_size"      # 8b | 70b
+TAG_BACKBONE_MODEL = "backbone_model"   # the HF name (and @revision) or folder the run started from
 
 
 def registered_model_name(variant_code: str) -> str:
-    return f"latxa-{variant_code}"
+    """``latxa-<key>``: ``latxa-exp_2_101`` (8B), ``latxa-70b-exp_2_101`` (70B: the key carries the size)."""
+    from latxa.components.registry import parse
+
+    return f"latxa-{parse(variant_code).key}"
 
 
 def default_tracking_uri() -> str:
@@ -66,7 +71,8 @@ def variant_tags(variant_code: str) -> dict[str, str]:
 
     v = parse(variant_code)
     return {
-        TAG_VARIANT: v.code,
+        TAG_VARIANT: v.key,
+        TAG_MODEL_SIZE: v.size,
         TAG_PAPER_NAME: v.paper_name,
         TAG_BACKBONE: v.backbone_info.paper,
         TAG_CORPUS_EU: str(int(v.corpus_eu)),

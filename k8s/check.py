@@ -62,7 +62,7 @@ OPERATOR_SECRETS: dict[tuple[str, str], set[str]] = {
     ("latxa-arena", "arena-api-keys"): {"keys"},
     ("latxa-arena", "arena-tls"): {"tls.crt", "tls.key"},
     ("latxa-mlflow", "mlflow-tls"): {"tls.crt", "tls.key"},
-    ("kubeflow", "latxa-slurm-ssh"): {"id_ed25519", "known_hosts"},
+    ("kubeflow", "latxa-slurm-ssh"): {"leonardo", "leonardo-cert.pub", "known_hosts"},   # latxa slurm login
 }
 
 # Pods whose ingress must come only from the named app (see _app: latxa.eus/app, else app.kubernetes.io/name).

@@ -2,7 +2,9 @@
 
 - ``prepare_data``: data preparation for one variant (a packed ``Dataset`` + its ``Metrics``);
 - ``train_variant``: Ray Train + DeepSpeed on this machine or pod (a ``Model`` + ``Metrics``);
-- ``slurm_train_model``: training through the SLURM bridge (Leonardo, or the local test cluster);
+- ``slurm_prepare_data``, ``slurm_train_model``, ``slurm_export_model``, ``slurm_evaluate_model``,
+  ``slurm_register_model``: the chain as SLURM jobs on the cluster (Leonardo, or the local test cluster), passing
+  ``slurm://`` references to the cluster's files between them (``latxa.slurm.kfp_bridge``);
 - ``evaluate_model``: lm-eval on a ``Model`` artifact or a URL, optionally logged to MLflow as a nested run;
 - ``register_model``, ``check_tracking``, ``start_sweep``, ``sweep_run_of``: MLflow bookkeeping;
 - ``compare_variants``: the run's outputs in the KFP dashboard (comparison table, plot, eval means).
@@ -117,23 +119,103 @@ def sweep_run_of(experiment: str, kfp_run_id: str, tracking_uri: Optional[str] =
 
 
 @dsl.component(**_component)
+def slurm_prepare_data(variant: str, dataset: Output[Dataset], metrics: Output[Metrics], cluster: str = "leonardo",
+                       profile: str = "leonardo-8b", data_config: Optional[str] = None,
+                       tokenizer: Optional[str] = None, kfp_run_id: str = "", kfp_task: str = "") -> str:
+    """Data preparation as a one-node SLURM job on the cluster (`latxa study prepare`: mixture, held-out sets). The
+    Dataset artifact is a reference to the cluster's copy (metadata ``slurm_ref``: slurm://CLUSTER/PATH); re-running
+    the step re-attaches to its job. Returns the reference."""
+    from latxa.pipelines import steps_impl
+
+    res = steps_impl.slurm_prepare(variant, dataset.path, cluster=cluster, profile=profile, data_config=data_config,
+                                   tokenizer=tokenizer, kfp_run_id=kfp_run_id, kfp_task=kfp_task)
+    for key, value in res["metrics"].items():
+        metrics.log_metric(key, value)
+    dataset.metadata.update(res["metadata"])
+    return res["ref"]
+
+
+@dsl.component(**_component)
 def slurm_train_model(variant: str, data: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
                       profile: str = "leonardo-8b", cluster: str = "leonardo", config_path: Optional[str] = None,
                       base_model: Optional[str] = None, max_steps: Optional[int] = None, experiment: str = "",
                       tracking_uri: Optional[str] = None, sweep_run_id: Optional[str] = None, kfp_run_id: str = "",
                       kfp_task: str = "", prepare_task: str = "") -> str:
-    """Training through the SLURM bridge: submit, wait while reporting status, resubmit on TIMEOUT / PREEMPTED /
-    NODE_FAIL (training resumes from its checkpoint), fail the step with the log tail if the job fails."""
+    """Training through the SLURM bridge on the prepared set the data artifact refers to (slurm://): submit (or
+    re-attach), wait while reporting status, fail the step with the log tail if the job fails for good (the job
+    itself checkpoints and requeues before its time limit). The Model artifact refers to the run on the cluster
+    (metadata: slurm_ref, checkpoint, MLflow run, SLURM job); export, evaluation and registration follow as their
+    own SLURM steps. Returns the MLflow run id."""
     from latxa.pipelines import steps_impl
 
-    res = steps_impl.train_slurm(variant, data.path, model.path, profile=profile, cluster=cluster,
+    ref = steps_impl.artifact_ref(data.path, dict(data.metadata))
+    res = steps_impl.train_slurm(variant, ref or data.path, model.path, profile=profile, cluster=cluster,
                                  config_path=config_path, base_model=base_model, max_steps=max_steps,
                                  experiment=experiment, tracking_uri=tracking_uri, sweep_run_id=sweep_run_id,
-                                 kfp_run_id=kfp_run_id, kfp_task=kfp_task, prepare_task=prepare_task)
+                                 kfp_run_id=kfp_run_id, kfp_task=kfp_task, prepare_task=prepare_task,
+                                 export=not ref)
     for key, value in res["metrics"].items():
         metrics.log_metric(key, value)
-    model.metadata.update({"variant": variant, "mlflow_run_id": res["run_id"], "slurm_job_id": res["job_id"]})
+    model.metadata.update({"variant": variant, "variant_key": res["variant_key"], "mlflow_run_id": res["run_id"],
+                           "slurm_job_id": res["job_id"], "slurm_ref": res["ref"] if ref else "",
+                           "checkpoint": res["checkpoint"]})
     return res["run_id"]
+
+
+@dsl.component(**_component)
+def slurm_export_model(trained: Input[Model], exported: Output[Model], cluster: str = "leonardo",
+                       profile: str = "leonardo-8b", kfp_run_id: str = "", kfp_task: str = "") -> str:
+    """`latxa train export` of the run the trained artifact refers to, as a SLURM job on the cluster (the model stays
+    there: the artifact refers to it). Returns the exported folder's slurm:// reference."""
+    from latxa.pipelines import steps_impl
+
+    run_ref = steps_impl.artifact_ref(trained.path, dict(trained.metadata))
+    res = steps_impl.slurm_export(run_ref, exported.path, cluster=cluster, profile=profile, kfp_run_id=kfp_run_id,
+                                  kfp_task=kfp_task)
+    exported.metadata.update({**{k: v for k, v in trained.metadata.items() if k != "slurm_ref"},
+                              "slurm_ref": res["ref"], "run_ref": run_ref, "slurm_export_job_id": res["job_id"],
+                              "framework": "transformers"})
+    return res["ref"]
+
+
+@dsl.component(**_component)
+def slurm_evaluate_model(model: Input[Model], metrics: Output[Metrics], results: Output[Artifact],
+                         cluster: str = "leonardo", profile: str = "leonardo-8b", suite: str = "eu-mini",
+                         limit: Optional[int] = None, tracking_uri: Optional[str] = None, kfp_run_id: str = "",
+                         kfp_task: str = "") -> str:
+    """lm-eval of the exported model as a SLURM job on the cluster, logged as a nested MLflow run of the variant's
+    run; its scores come back as Metrics. Returns the results' slurm:// reference."""
+    from latxa.pipelines import steps_impl
+
+    md = dict(model.metadata)
+    res = steps_impl.slurm_evaluate(steps_impl.artifact_ref(model.path, md), str(md.get("run_ref", "")),
+                                    str(md.get("variant_key") or md.get("variant", "")), results.path,
+                                    cluster=cluster, profile=profile, suite=suite, limit=limit,
+                                    tracking_uri=tracking_uri, kfp_run_id=kfp_run_id, kfp_task=kfp_task,
+                                    mlflow_run_id=str(md.get("mlflow_run_id", "")))
+    for key, value in res["metrics"].items():
+        metrics.log_metric(key, value)
+    results.metadata.update(res["metadata"])
+    return res["metadata"]["slurm_ref"]
+
+
+@dsl.component(**_component)
+def slurm_register_model(variant: str, model: Input[Model], results: Input[Artifact], cluster: str = "leonardo",
+                         profile: str = "leonardo-8b", tracking_uri: Optional[str] = None, kfp_run_id: str = "",
+                         kfp_task: str = "", prepare_task: str = "", train_task: str = "", export_task: str = "",
+                         eval_task: str = "") -> str:
+    """`latxa model register` as a SLURM job on the cluster (the model folder is there), then the KFP tasks tagged
+    on the variant's run and its model version. Returns '<name>/<version>'."""
+    from latxa.pipelines import steps_impl
+
+    md = dict(model.metadata)
+    tasks = {"prepare": prepare_task, "train": train_task, "export": export_task, "eval": eval_task,
+             "register": kfp_task}
+    return steps_impl.slurm_register(str(md.get("run_ref", "")), steps_impl.artifact_ref(model.path, md),
+                                     variant=variant, cluster=cluster, profile=profile, tracking_uri=tracking_uri,
+                                     kfp_run_id=kfp_run_id, kfp_task=kfp_task,
+                                     mlflow_run_id=str(md.get("mlflow_run_id", "")), tasks=tasks,
+                                     eval_run_id=str(results.metadata.get("mlflow_run_id", "")))
 
 
 @dsl.component(**_component)

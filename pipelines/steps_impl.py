@@ -219,26 +219,74 @@ def sweep_run_of(experiment: str, tracking_uri: str | None, kfp_run_id: str) -> 
     return found[0].info.run_id
 
 
+def _write_ref(path: str, ref: str, **extra) -> None:
+    """The artifact's content on the KFP side: a small JSON reference to the files on the cluster."""
+    import json
+
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps({"slurm_ref": ref, **extra}, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def artifact_ref(path: str, metadata: dict) -> str:
+    """The ``slurm://`` reference an upstream SLURM step left in its artifact (metadata, else its JSON content)."""
+    import json
+
+    ref = str(metadata.get("slurm_ref") or "")
+    if not ref and Path(path).is_file():
+        try:
+            ref = json.loads(Path(path).read_text(encoding="utf-8")).get("slurm_ref", "")
+        except (OSError, ValueError):
+            ref = ""
+    return ref
+
+
+def slurm_prepare(variant: str, dataset_path: str, *, cluster: str, profile: str, data_config: str, tokenizer: str,
+                  kfp_run_id: str, kfp_task: str) -> dict:
+    """`latxa study prepare` as a one-node job on the cluster; the Dataset artifact is a reference to it."""
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.kfp_bridge import prepare_step
+
+    try:
+        res = prepare_step(variant=variant, cluster=cluster, study_profile=profile or None,
+                           data_config=data_config or None, tokenizer=tokenizer or None, kfp_run_id=kfp_run_id,
+                           kfp_task=kfp_task, poll_s=1.0)
+    except SlurmError as err:
+        raise StepError(f"SLURM data preparation of {variant} failed: {err}") from err
+    train = res["summary"]["train"]
+    _write_ref(dataset_path, res["ref"], job_id=res["job_id"], summary=res["summary"])
+    metadata = {"variant": variant, "slurm_ref": res["ref"], "slurm_job_id": res["job_id"],
+                "cache_key": train["cache_key"], "num_rows": train["rows"],
+                "heldout": ",".join(sorted(res["summary"]["heldout"]))}
+    metrics = {"rows": float(train["rows"]), "tokens": float(train["tokens"]), "cache_hit": float(train["cache_hit"])}
+    print(f"prepared {variant} on {cluster}: {res['ref']} (job {res['job_id']})", flush=True)
+    return {"metadata": metadata, "metrics": metrics, "ref": res["ref"]}
+
+
 def train_slurm(variant: str, data: str, model_out: str, *, profile: str, cluster: str, config_path: str,
                 base_model: str, max_steps: int, experiment: str, tracking_uri: str, sweep_run_id: str,
-                kfp_run_id: str, kfp_task: str, prepare_task: str) -> dict:
-    """Train through the SLURM bridge (``latxa.slurm.kfp_bridge.train_job``: submit, wait while reporting, resubmit on
-    TIMEOUT/PREEMPTED/NODE_FAIL, fail with the log tail); the job runs `latxa train` in the allocation.
+                kfp_run_id: str, kfp_task: str, prepare_task: str, export: bool = True) -> dict:
+    """Train through the SLURM bridge (``latxa.slurm.kfp_bridge.train_job``: submit or re-attach, wait while
+    reporting, fail with the log tail); the job runs `latxa train` in the allocation.
 
-    The tracking URI must be reachable from the compute nodes (on Leonardo: through the login node's proxy or
-    an MLflow server inside the HPC network). The job's training writes ``<out>/run.json`` with its MLflow run id.
+    ``data`` is the prepare step's ``slurm://`` reference (or, for older pipelines, a folder the cluster sees).
+    With ``export=False`` the Model artifact is a reference to the run on the cluster (export, evaluation and
+    registration are their own SLURM steps); otherwise the exported folder is moved to the artifact (a cluster
+    that shares this filesystem). The tracking URI must be reachable from the compute nodes.
     """
     from latxa.slurm.errors import SlurmError
     from latxa.slurm.kfp_bridge import train_job
 
     uri = tracking.resolve_tracking_uri(tracking_uri or None)
-    out_dir = Path(model_out).parent / "train"
+    from_ref = str(data).startswith("slurm://")
+    out_dir = None if from_ref else str(Path(model_out).parent / "train")
     train_args = [f"--experiment={experiment or tracking.DEFAULT_EXPERIMENT}"] + ([f"--parent-run-id={sweep_run_id}"] if sweep_run_id else [])
     try:
-        res = train_job(variant=variant, profile=cluster, study_profile=profile or None, data=data, out=str(out_dir),
+        res = train_job(variant=variant, profile=cluster, study_profile=profile or None, data=data, out=out_dir,
                         model=base_model or None, config=config_path or None, tracking_uri=uri,
                         max_steps=max_steps or None, env={"MLFLOW_TRACKING_URI": uri}, train_args=train_args,
-                        poll_s=1.0, max_poll_s=30.0)
+                        poll_s=1.0, max_poll_s=30.0, export=export,
+                        key=f"{kfp_run_id}/{kfp_task}/{variant}/train" if kfp_run_id else None, kfp_run_id=kfp_run_id)
     except SlurmError as err:
         raise StepError(f"SLURM training of {variant} failed: {err}") from err
     job_id, info = res["job_id"], res["run"]
@@ -248,11 +296,86 @@ def train_slurm(variant: str, data: str, model_out: str, *, profile: str, cluste
         logger.set_tags({**_train_tags(kfp_run_id, kfp_task, prepare_task, "sweep" if sweep_run_id else "study"),
                          tracking.TAG_SLURM_JOB: job_id})
         logger.close()
-    if info.get("model") and Path(info["model"]).is_dir():
-        _move_export(info["model"], model_out)
     metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {"run_id": run_id, "metrics": metrics, "job_id": job_id}
+    if export and info.get("model") and Path(info["model"]).is_dir():
+        _move_export(info["model"], model_out)
+    elif not export:
+        _write_ref(model_out, res["ref"], checkpoint=res["checkpoint"], job_id=job_id, mlflow_run_id=run_id)
+    return {"run_id": run_id, "metrics": metrics, "job_id": job_id, "ref": res["ref"], "checkpoint": res["checkpoint"],
+            "variant_key": info.get("variant") or variant}
+
+
+def slurm_export(run_ref: str, model_path: str, *, cluster: str, profile: str, kfp_run_id: str, kfp_task: str) -> dict:
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.kfp_bridge import export_step
+
+    try:
+        res = export_step(run_ref=run_ref, cluster=cluster, study_profile=profile or None, kfp_run_id=kfp_run_id,
+                          kfp_task=kfp_task, poll_s=1.0)
+    except SlurmError as err:
+        raise StepError(f"SLURM export of {run_ref} failed: {err}") from err
+    _write_ref(model_path, res["ref"], job_id=res["job_id"], export=res["export"])
+    return res
+
+
+def slurm_evaluate(model_ref: str, run_ref: str, variant_key: str, results_path: str, *, cluster: str, profile: str,
+                   suite: str, limit: int, tracking_uri: str, kfp_run_id: str, kfp_task: str,
+                   mlflow_run_id: str) -> dict:
+    """Evaluation as a SLURM job; its scores come back from the MLflow evaluation run the job logged."""
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.kfp_bridge import eval_step
+
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    try:
+        res = eval_step(model_ref=model_ref, run_ref=run_ref, variant_key=variant_key, cluster=cluster,
+                        study_profile=profile or None, suite=suite, limit=limit, tracking_uri=uri,
+                        kfp_run_id=kfp_run_id, kfp_task=kfp_task, poll_s=1.0)
+    except SlurmError as err:
+        raise StepError(f"SLURM evaluation of {variant_key} failed: {err}") from err
+    client = _client(uri)
+    exp_id = client.get_run(mlflow_run_id).info.experiment_id
+    runs = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{mlflow_run_id}'",
+                              order_by=["attributes.start_time DESC"], max_results=20)
+    evals = [r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "eval"]
+    if not evals:
+        raise StepError(f"The evaluation job {res['job_id']} logged no evaluation run under MLflow run {mlflow_run_id}.")
+    ev = evals[0]
+    metrics = {k: float(v) for k, v in ev.data.metrics.items()}
+    for key, value in {**tracking.kfp_tags(kfp_run_id, kfp_task, "eval"), tracking.TAG_SLURM_JOB: res["job_id"]}.items():
+        client.set_tag(ev.info.run_id, key, value)
+    _write_ref(results_path, res["results_ref"], job_id=res["job_id"], mlflow_run_id=ev.info.run_id, metrics=metrics)
+    return {"metrics": metrics, "metadata": {"slurm_ref": res["results_ref"], "mlflow_run_id": ev.info.run_id,
+                                             "slurm_job_id": res["job_id"]}}
+
+
+def slurm_register(run_ref: str, model_ref: str, *, variant: str, cluster: str, profile: str, tracking_uri: str,
+                   kfp_run_id: str, kfp_task: str, mlflow_run_id: str, tasks: dict[str, str],
+                   eval_run_id: str = "") -> str:
+    """`latxa model register` as a SLURM job; then the KFP tasks are tagged on the run and the model version."""
+    from latxa.slurm.errors import SlurmError
+    from latxa.slurm.kfp_bridge import register_step
+
+    uri = tracking.resolve_tracking_uri(tracking_uri or None)
+    try:
+        res = register_step(run_ref=run_ref, model_ref=model_ref, cluster=cluster, study_profile=profile or None,
+                            tracking_uri=uri, kfp_run_id=kfp_run_id, kfp_task=kfp_task, poll_s=1.0)
+    except SlurmError as err:
+        raise StepError(f"SLURM registration of {variant} failed: {err}") from err
+    name, version = res["registered_model"], res["model_version"]
+    if not name or not version:
+        raise StepError(f"The registration job {res['job_id']} did not record a model version in run.json.")
+    client = _client(uri)
+    tags = {tracking.TAG_KFP_RUN: kfp_run_id, **{tracking.TAG_KFP_TASK_PREFIX + s: n for s, n in tasks.items() if n}}
+    for key, value in tags.items():
+        if value:
+            client.set_tag(mlflow_run_id, key, value)
+            client.set_model_version_tag(name, version, key, value)
+    client.set_model_version_tag(name, version, tracking.TAG_MODEL_PATH, model_ref)
+    if eval_run_id:
+        client.set_tag(eval_run_id, tracking.TAG_KFP_RUN, kfp_run_id)
+    print(f"{name} version {version} (MLflow run {mlflow_run_id}) registered on {cluster}", flush=True)
+    return f"{name}/{version}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,26 +49,51 @@ def _set(**kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _slurm_dag(variant, *, profile, config_path, data_config, base_model, tokenizer, max_steps, eval_suite,
+               eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id):
+    """The per-variant chain as SLURM jobs on ``cluster``: prepare -> train -> export -> evaluate -> register, each a
+    job on the cluster, passing slurm:// references (the data and the model stay on the cluster's filesystem)."""
+    prep = steps.slurm_prepare_data(variant=variant, cluster=cluster, profile=profile, kfp_run_id=RUN_ID, kfp_task=TASK,
+                                    **_set(data_config=data_config, tokenizer=tokenizer)
+                                    ).set_display_name("slurm-prepare").after(first)
+    train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, experiment=experiment,
+                                    kfp_run_id=RUN_ID, kfp_task=TASK, prepare_task=prep.name,
+                                    data=prep.outputs["dataset"],
+                                    **_set(config_path=config_path, base_model=base_model, max_steps=max_steps,
+                                           tracking_uri=tracking_uri, sweep_run_id=sweep_run_id)
+                                    ).set_display_name("slurm-train")
+    export = steps.slurm_export_model(trained=train.outputs["model"], cluster=cluster, profile=profile,
+                                      kfp_run_id=RUN_ID, kfp_task=TASK).set_display_name("slurm-export")
+    ev = steps.slurm_evaluate_model(model=export.outputs["exported"], cluster=cluster, profile=profile,
+                                    suite=eval_suite, kfp_run_id=RUN_ID, kfp_task=TASK,
+                                    **_set(limit=eval_limit, tracking_uri=tracking_uri)
+                                    ).set_display_name("slurm-evaluate")
+    reg = steps.slurm_register_model(variant=variant, model=export.outputs["exported"], results=ev.outputs["results"],
+                                     cluster=cluster, profile=profile, kfp_run_id=RUN_ID, kfp_task=TASK,
+                                     prepare_task=prep.name, train_task=train.name, export_task=export.name,
+                                     eval_task=ev.name, **_set(tracking_uri=tracking_uri)
+                                     ).set_display_name("slurm-register")
+    for task in (prep, train, export, ev, reg):
+        _configure(task, image, ssh=True)     # every SLURM step submits a job: the SSH Secret
+    return reg
+
+
 def _variant_dag(variant, *, profile, config_path, data_config, base_model, tokenizer, seq_len, max_steps,
                  eval_suite, eval_limit, experiment, tracking_uri, image, cluster, first, sweep_run_id, pipeline):
     """The per-variant chain after ``first`` (the tracking check); returns the register task."""
+    if cluster is not None:
+        return _slurm_dag(variant, profile=profile, config_path=config_path, data_config=data_config,
+                          base_model=base_model, tokenizer=tokenizer, max_steps=max_steps, eval_suite=eval_suite,
+                          eval_limit=eval_limit, experiment=experiment, tracking_uri=tracking_uri, image=image,
+                          cluster=cluster, first=first, sweep_run_id=sweep_run_id)
     prep = steps.prepare_data(variant=variant, profile=profile,
                               **_set(config=data_config, tokenizer_path=tokenizer, seq_len=seq_len)
                               ).set_display_name("prepare-data").after(first)
-    if cluster is None:
-        # Ray Train on this machine or pod.
-        train = steps.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
-                                    experiment=experiment, **_set(model_path=base_model, max_steps=max_steps,
-                                                                  tracking_uri=tracking_uri,
-                                                                  parent_run_id=sweep_run_id)
-                                    ).set_display_name("train")
-    else:
-        train = steps.slurm_train_model(variant=variant, profile=profile, cluster=cluster, experiment=experiment,
-                                        kfp_run_id=RUN_ID, kfp_task=TASK, prepare_task=prep.name,
-                                        data=prep.outputs["dataset"],
-                                        **_set(config_path=config_path, base_model=base_model, max_steps=max_steps,
-                                               tracking_uri=tracking_uri, sweep_run_id=sweep_run_id)
-                                        ).set_display_name("slurm-train")
+    # Ray Train on this machine or pod.
+    train = steps.train_variant(dataset=prep.outputs["dataset"], variant=variant, profile=profile,
+                                experiment=experiment, **_set(model_path=base_model, max_steps=max_steps,
+                                                              tracking_uri=tracking_uri, parent_run_id=sweep_run_id)
+                                ).set_display_name("train")
     run_id = train.outputs["Output"]
     # Evaluation: the evaluation layer's runner, aggregation and MLflow logging (a nested run of the variant's run).
     ev = steps.evaluate_model(variant=variant, suite=eval_suite, experiment=experiment, mlflow_run_id=run_id,
@@ -81,7 +106,7 @@ def _variant_dag(variant, *, profile, config_path, data_config, base_model, toke
                                results=ev.outputs["results"], **_set(tracking_uri=tracking_uri)
                                ).set_display_name("register")
     for task in (prep, train, ev, reg):
-        _configure(task, image, ssh=task is train and cluster is not None)
+        _configure(task, image)
     return reg
 
 

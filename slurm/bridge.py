@@ -5,9 +5,13 @@ State comes from ``squeue --json`` while the controller knows the job, then ``sc
 on the client (``<state>/slurm/records/<job id>.json``: script, log pattern, profile, resubmission chain)
 so ``logs`` and resubmission work after the job left the controller.
 
-Resilience: :meth:`SlurmBridge.wait` with ``resubmit=N`` resubmits the same script (its training call has
-``--resume``) when a job ends TIMEOUT, PREEMPTED or NODE_FAIL, up to N times; on any other failure it
-raises :class:`~latxa.slurm.errors.JobFailedError` carrying the log tail.
+Resilience: jobs requeue themselves inside the cluster (USR1 before the time limit -> checkpoint -> ``scontrol
+requeue``; transient failures), so nothing needs to watch them. On top of that, :meth:`SlurmBridge.wait` with
+``resubmit=N`` resubmits the same script (its training call has ``--resume``) when a job ends TIMEOUT, PREEMPTED or
+NODE_FAIL, up to N times; on any other failure it raises :class:`~latxa.slurm.errors.JobFailedError` carrying the
+log tail. ``wait`` rides out dropped connections (the profile's ``transport.retries``) and follows the job by id, and
+``submit(..., key=K)`` re-attaches to the job already submitted under ``K`` (a re-run KFP step never submits a
+second job for the same run).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from latxa.slurm import safety
-from latxa.slurm.errors import JobFailedError, SlurmError, WaitTimeoutError
+from latxa.slurm.errors import JobFailedError, SlurmError, TransportError, WaitTimeoutError
 from latxa.slurm.profiles import ClusterProfile, load_profile
 from latxa.slurm.render import RenderedJob
 from latxa.slurm.transport import Transport, make_transport
@@ -105,6 +109,7 @@ class JobRecord:
     out: str | None = None
     previous: list[str] = field(default_factory=list)   # earlier attempts, oldest first
     next: str | None = None                              # the resubmission that replaced this job
+    key: str | None = None                               # the caller's idempotency key (a KFP run + task)
 
     def log_for(self, job_id: str | None = None) -> str:
         return RenderedJob(self.name, "", self.log, self.kind, self.array).log_for(job_id or self.job_id)
@@ -187,11 +192,56 @@ class SlurmBridge:
     def _save(self, rec: JobRecord) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self._record_path(rec.job_id).write_text(json.dumps(asdict(rec), indent=2))
+        if rec.key:
+            keyfile = self._key_path(rec.key)
+            keyfile.parent.mkdir(parents=True, exist_ok=True)
+            tmp = keyfile.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": rec.key, "job_id": rec.job_id}) + "\n")
+            tmp.replace(keyfile)
+
+    def _key_path(self, key: str) -> Path:
+        import hashlib
+
+        return self.records_dir / "keys" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+
+    def job_for_key(self, key: str) -> str | None:
+        """The job id last submitted under ``key`` (following resubmissions), or None."""
+        path = self._key_path(key)
+        if not path.is_file():
+            return None
+        job_id = json.loads(path.read_text())["job_id"]
+        rec = self.record(job_id)
+        while rec is not None and rec.next:
+            job_id, rec = rec.next, self.record(rec.next)
+        return job_id
+
+    def attach(self, key: str) -> str | None:
+        """Re-attach: the job already submitted under ``key`` if SLURM still runs it or it completed, else None
+        (never submitted, or it failed, so a re-run should submit again)."""
+        job_id = self.job_for_key(key)
+        if job_id is None:
+            return None
+        try:
+            st = self.status(job_id)
+        except TransportError:
+            raise
+        except SlurmError:          # forgotten by SLURM (and its accounting): treat as never submitted
+            return None
+        if not st.terminal or st.state == "COMPLETED" or _retry_tasks(st) is not None:
+            return job_id
+        return None
 
     # ------------------------------------------------------------------------------------------ submit
     def submit(self, job: RenderedJob, *, dependency: str | None = None, stage: dict[str, str | Path] | None = None,
-               hold: bool = False) -> str:
-        """Stage the script (and ``stage`` files: remote name -> local path) into a fresh job folder and sbatch it."""
+               hold: bool = False, key: str | None = None, kill_on_invalid_dep: bool = False) -> str:
+        """Stage the script (and ``stage`` files: remote name -> local path) into a fresh job folder and sbatch it.
+
+        With ``key``, a job already submitted under that key that is still pending, running or completed is
+        returned instead of submitting a second one (:meth:`attach`)."""
+        if key:
+            existing = self.attach(key)
+            if existing is not None:
+                return existing
         if dependency:
             safety.dependency(dependency)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -204,18 +254,21 @@ class SlurmBridge:
             if not Path(local).is_file():
                 raise SlurmError(f"File to stage {local} does not exist.")
             self.transport.put_file(local, f"{jobdir}/{remote_name}")
-        job_id = self._sbatch(script, jobdir, dependency, hold)
+        job_id = self._sbatch(script, jobdir, dependency, hold, kill_on_invalid_dep=kill_on_invalid_dep)
         self._save(JobRecord(job_id=job_id, name=job.name, profile=self.profile.name, kind=job.kind, script=script,
                              log=job.log, jobdir=jobdir, submitted_at=stamp, array=job.array, dependency=dependency,
-                             variants=list(job.variants), out=job.out))
+                             variants=list(job.variants), out=job.out, key=key))
         return job_id
 
-    def _sbatch(self, script: str, jobdir: str, dependency: str | None, hold: bool, array: str | None = None) -> str:
+    def _sbatch(self, script: str, jobdir: str, dependency: str | None, hold: bool, array: str | None = None,
+                *, kill_on_invalid_dep: bool = False) -> str:
         argv = ["sbatch", "--parsable", f"--chdir={jobdir}"]
         if array:   # overrides the script's own #SBATCH --array (a resubmission of some tasks only)
             argv.append(f"--array={array}")
         if dependency:
             argv.append(f"--dependency={dependency}")
+            if kill_on_invalid_dep:   # a chain step whose predecessor failed is cancelled, not left pending
+                argv.append("--kill-on-invalid-dep=yes")
         if hold:
             argv.append("--hold")
         argv.append(script)
@@ -339,6 +392,12 @@ class SlurmBridge:
         rows = [line.split("|") for line in res.stdout.strip().splitlines() if line.count("|") >= 4]
         if not rows:
             return None
+        # A requeued job has one record per attempt (jobcomp writes a REQUEUED one each time): the last one counts.
+        last: dict[str, list[str]] = {}
+        for r in rows:
+            last.pop(r[0], None)
+            last[r[0]] = r
+        rows = list(last.values())
         tasks = []
         for r in rows:
             rc, sig = _parse_exit_pair(r[3])
@@ -348,6 +407,27 @@ class SlurmBridge:
             return JobStatus(job_id, t.state, "sacct", rows[0][1], t.exit_code, t.signal, None, rows[0][4] or None)
         state, rc, sig, reason = _aggregate(tasks)
         return JobStatus(job_id, state, "sacct", rows[0][1], rc, sig, reason, rows[0][4] or None, None, 0, tasks)
+
+    # ------------------------------------------------------------------------------------------ paths
+    def cluster_path(self, path: str) -> str:
+        """A profile path with its leading cluster variable ($WORK, ${FAST}, ~) expanded as the cluster sees it."""
+        import re
+
+        m = re.match(r"^\$(\{)?([A-Za-z_][A-Za-z0-9_]*)(?(1)\})(/.*)?$", path)
+        if path.startswith("~/") or path == "~":
+            name, rest = "HOME", path[1:]
+        elif m:
+            name, rest = m.group(2), m.group(3) or ""
+        else:
+            return path
+        cache = self.__dict__.setdefault("_cluster_env", {})
+        if name not in cache:
+            res = self.transport.run(["printenv", name], timeout=60)
+            value = res.stdout.strip() if res.returncode == 0 else ""
+            if not value:
+                raise SlurmError(f"${name} is not set on {self.transport.describe()}, so {path} has no location there.")
+            cache[name] = value
+        return cache[name] + rest
 
     # ------------------------------------------------------------------------------------------ logs
     def log_path(self, job_id: str) -> str:
@@ -427,8 +507,23 @@ class SlurmBridge:
         attempts: list[str] = []
         delay = poll
         last_state = None
+        failures = 0
+        retries = getattr(self.profile.transport, "retries", 0)
+        retry_delay = getattr(self.profile.transport, "retry_delay_s", 5.0)
         while True:
-            st = self.status(job_id)
+            try:
+                st = self.status(job_id)
+                failures = 0
+            except TransportError as err:
+                # a dropped SSH connection (or an expired ControlMaster): the job runs on; poll it again by id
+                failures += 1
+                if failures > retries:
+                    raise SlurmError(f"Lost the connection to the cluster {failures} times in a row while waiting for "
+                                     f"job {job_id} (it may still run; `latxa slurm wait {job_id}` re-attaches): "
+                                     f"{err}") from None
+                print(f"[slurm] {err} (retry {failures}/{retries} in {retry_delay:.0f} s)", flush=True)
+                time.sleep(retry_delay)
+                continue
             st.attempts = attempts + [a for a in st.attempts if a not in attempts]
             if st.state != last_state:
                 last_state = st.state

@@ -9,6 +9,14 @@ class SlurmError(LatxaError):
     """A SLURM command failed, or the bridge was given something it cannot use."""
 
 
+class TransportError(SlurmError):
+    """The cluster could not be reached (ssh exit 255, a timeout): worth retrying, unlike a SLURM answer."""
+
+
+class CertificateExpired(SlurmError):
+    """The SSH certificate (CINECA: 12 h, smallstep) has expired or is missing; `latxa slurm login` renews it."""
+
+
 class UnsafeValueError(SlurmError, ValueError):
     """A user-supplied value that could change the meaning of a script or a remote command."""
 

@@ -50,6 +50,13 @@ class TransportConfig(_Strict):
     # the master exits control_persist_s seconds after the last command (or on SSHTransport.close()).
     multiplex: bool = True
     control_persist_s: int = Field(60, ge=0)
+    # Short-lived SSH certificates (CINECA: 12 h, issued through smallstep): the certificate next to key_file
+    # (default <key_file>-cert.pub) is checked before connecting; `latxa slurm login` renews it with login_command.
+    certificate_file: str | None = None
+    login_command: list[str] = Field(default_factory=list)
+    # `wait` rides out dropped connections: this many consecutive failed polls before it gives up.
+    retries: int = Field(5, ge=0)
+    retry_delay_s: float = Field(5.0, ge=0)
 
     @model_validator(mode="after")
     def _ssh_needs_host(self) -> "TransportConfig":
@@ -59,6 +66,68 @@ class TransportConfig(_Strict):
             if value is not None:
                 safety.node_name(value) if what == "host" else safety.slurm_token(value, what)
         return self
+
+
+class JobResources(_Strict):
+    """The allocation of a command job (data preparation, export, evaluation, registration): not the training's."""
+
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(0, ge=0)
+    cpus_per_task: int | None = Field(None, gt=0)
+    mem: str | None = None
+    time: str | None = None
+    qos: str | None = None
+    partition: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        return safety.time_limit(v) if v else v
+
+    @model_validator(mode="after")
+    def _tokens(self) -> "JobResources":
+        for what in ("qos", "mem", "partition"):
+            if getattr(self, what) is not None:
+                safety.slurm_token(getattr(self, what), what)
+        return self
+
+
+class Storage(_Strict):
+    """Where a job keeps its state on the cluster. Values may start with a cluster variable ($WORK, $FAST,
+    $SCRATCH, ...), expanded by the job's shell; Leonardo's $HOME (50 GB) holds none of it."""
+
+    latxa_home: str | None = None      # LATXA_HOME: the project's state (records, caches, digests)
+    hf_home: str | None = None         # HF_HOME: the backbones, fetched on a login node (`latxa model fetch`)
+    data_root: str | None = None       # LATXA_DATA_ROOT: the raw corpora the production data configs name
+    data: str | None = None            # prepared (packed) sets, read memory-mapped by every rank
+    runs: str | None = None            # checkpoints and run.json (large: one folder per variant)
+    models: str | None = None          # exported Hugging Face folders
+    cache: str | None = None           # XDG_CACHE_HOME, HF_DATASETS_CACHE, TRITON_CACHE_DIR, TORCH_EXTENSIONS_DIR
+    tmp: str | None = None             # TMPDIR (the reference's data preparation set it off $HOME too)
+
+
+class SmokeSettings(_Strict):
+    """`latxa study rehearse --on-cluster`: the real chain on a debug QoS, a few steps, before spending the full run."""
+
+    qos: str | None = None
+    partition: str | None = None
+    nodes: int | None = Field(None, gt=0)
+    time: str | None = None
+    max_steps: int = Field(6, gt=0)
+
+
+# Start-up and communication failures the reference's README says to fix by launching again; matched in the job's
+# log of the failed attempt (Python regexes). A fatal pattern (bad input, deterministic out-of-memory) wins.
+TRANSIENT_PATTERNS = [
+    r"NCCL (error|WARN .*(timeout|Timeout))", r"nccl(System|Internal|Remote)Error", r"NCCL communicator was aborted",
+    r"ProcessGroupNCCL.*(Watchdog|timed out|timeout)", r"NVCC timeout", r"Unsupported device", r"Unable to setup node",
+    r"uncorrectable ECC error", r"CUDA error: (an illegal memory access|unspecified launch failure|unknown error)",
+    r"Ray head .* did not come up", r"could not start the Ray head", r"only \d+/\d+ Ray node\(s\) joined",
+    r"The node with node id: .* has been marked dead", r"raylet (died|has been killed|aborted)",
+    r"srun: error: .*(Node failure|Unable to create step|Socket timed out)", r"Connection reset by peer",
+    r"\[latxa-slurm\] transient:",
+]
+FATAL_PATTERNS = [r"CUDA out of memory", r"OutOfMemoryError", r"\[latxa-slurm\] fatal:"]
 
 
 class ClusterProfile(_Strict):
@@ -90,7 +159,21 @@ class ClusterProfile(_Strict):
     ray_join_timeout_s: int = Field(600, gt=0)
     ray_head_attempts: int = Field(3, gt=0)        # the head start is retried when Ray's raylet aborts
     sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
-    max_resubmits: int = Field(2, ge=0)
+    max_resubmits: int = Field(2, ge=0)    # client-side resubmissions by `wait` (TIMEOUT/PREEMPTED/NODE_FAIL)
+    # Surviving SLURM with nobody watching (inside the job, no client needed):
+    signal_lead_s: int | None = Field(None, gt=0)   # --signal=B:USR1@lead: checkpoint, then requeue
+    max_requeues: int = Field(3, ge=0)     # in-cluster requeues (scontrol requeue) per job, SLURM_RESTART_COUNT
+    transient_patterns: list[str] = Field(default_factory=lambda: list(TRANSIENT_PATTERNS))
+    fatal_patterns: list[str] = Field(default_factory=lambda: list(FATAL_PATTERNS))
+    process_group_timeout_s: int | None = Field(None, gt=0)   # torch.distributed's timeout (latxa train --pg-timeout)
+    storage: Storage = Storage()
+    tracking_uri: str | None = None        # MLflow for the jobs: http(s):// server, or a file: store synced later
+    # backbone -> model (HF name[@revision] or folder): "0", "1", "2" for 8B, "70b" for the 70B backbone
+    backbones: dict[str, str] = Field(default_factory=dict)
+    exclude_per_variant: dict[str, list[str]] = Field(default_factory=dict)   # the reference's per-run node lists
+    jobs: dict[str, JobResources] = Field(default_factory=dict)   # command, prep, export, eval, register
+    data_configs: dict[str, str] = Field(default_factory=dict)    # model size -> data config (name or path)
+    smoke: SmokeSettings | None = None
 
     @field_validator("name")
     @classmethod
@@ -107,6 +190,39 @@ class ClusterProfile(_Strict):
     @classmethod
     def _nodes(cls, v: list[str]) -> list[str]:
         return [safety.node_name(n) for n in v]
+
+    @field_validator("exclude_per_variant")
+    @classmethod
+    def _variant_nodes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {k: [safety.node_name(n) for n in nodes] for k, nodes in v.items()}
+
+    @field_validator("transient_patterns", "fatal_patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        import re
+
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression ({err})") from None
+        return v
+
+    @field_validator("jobs")
+    @classmethod
+    def _job_kinds(cls, v: dict[str, "JobResources"]) -> dict[str, "JobResources"]:
+        unknown = sorted(set(v) - set(JOB_KINDS))
+        if unknown:
+            raise ValueError(f"unknown job kind '{unknown[0]}' (known: {', '.join(JOB_KINDS)})")
+        return v
+
+    @field_validator("backbones")
+    @classmethod
+    def _backbone_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - {"0", "1", "2", "70b"})
+        if unknown:
+            raise ValueError(f"unknown backbone '{unknown[0]}' (known: 0, 1, 2, 70b)")
+        return {k: safety.text_arg(m, f"backbone {k}") for k, m in v.items()}
 
     @field_validator("modules")
     @classmethod
@@ -165,6 +281,24 @@ class ClusterProfile(_Strict):
     def world_size(self) -> int:
         return self.nodes * self.gpus_per_node if self.gpus_per_node else 0
 
+    def job_resources(self, kind: str) -> "JobResources":
+        """A command job's allocation: the profile's ``jobs.<kind>``, else ``jobs.command``, else one node, no GPU."""
+        if kind not in JOB_KINDS:
+            raise SlurmError(f"Unknown job kind '{kind}' (known: {', '.join(JOB_KINDS)}).")
+        return self.jobs.get(kind) or self.jobs.get("command") or JobResources()
+
+    def backbone_model(self, variant) -> str:
+        """The model a variant starts from: the profile's ``backbones`` entry, else the registry's HF name."""
+        key = "70b" if variant.size == "70b" else str(variant.backbone)
+        return self.backbones.get(key) or variant.backbone_info.hf_name
+
+    def excluded_nodes(self, variants: list[str]) -> list[str]:
+        """The base exclude list plus the per-variant extras of every variant in the job (union, in order)."""
+        out = list(self.exclude)
+        for code in variants:
+            out += [n for n in self.exclude_per_variant.get(code, []) if n not in out]
+        return out
+
     def for_study(self, study_profile: str | None, config_path: str | Path | None = None) -> "ClusterProfile":
         """This site profile retargeted at another study profile: nodes and GPUs follow the study's target."""
         if not study_profile or study_profile == self.study_profile:
@@ -190,6 +324,9 @@ class ClusterProfile(_Strict):
                     f"profile '{self.study_profile}' expects {tgt.nodes} x {tgt.gpus_per_node}."
                 )
         return resolved
+
+
+JOB_KINDS = ("command", "prep", "export", "eval", "register")
 
 
 def available_profiles() -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from latxa.slurm import safety
-from latxa.slurm.errors import SlurmError
+from latxa.slurm.errors import SlurmError, TransportError
 from latxa.slurm.profiles import ClusterProfile, TransportConfig
 
 
@@ -82,7 +82,7 @@ class LocalTransport(Transport):
         except FileNotFoundError:
             raise SlurmError(f"'{argv[0]}' is not installed on this host (run `make slurm-up` for the local cluster).") from None
         except subprocess.TimeoutExpired:
-            raise SlurmError(f"'{argv[0]}' did not answer within {timeout:.0f} s on this host.") from None
+            raise TransportError(f"'{argv[0]}' did not answer within {timeout:.0f} s on this host.") from None
         return _check(argv, res, "this host") if check else res
 
     def popen(self, argv):
@@ -137,7 +137,10 @@ class SSHTransport(Transport):
         if c.known_hosts:
             opts += ["-o", f"UserKnownHostsFile={os.path.expanduser(c.known_hosts)}"]
         if c.key_file:
-            opts += ["-i", os.path.expanduser(c.key_file), "-o", "IdentitiesOnly=yes"]
+            opts += ["-i", self._private_key(os.path.expanduser(c.key_file)), "-o", "IdentitiesOnly=yes"]
+        cert = self.certificate_path()
+        if cert is not None:
+            opts += ["-o", f"CertificateFile={cert}"]
         if c.user:
             opts += ["-l", c.user]
         return opts
@@ -160,17 +163,58 @@ class SSHTransport(Transport):
             subprocess.run(["ssh", *self.ssh_options(), "-O", "exit", self.cfg.host], capture_output=True, timeout=30)
 
     def run(self, argv, *, input=None, timeout=60, check=False):
+        self.check_certificate()
         full = self.ssh_argv([str(a) for a in argv])
         try:
             res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
             raise SlurmError("The OpenSSH client 'ssh' is not installed on this host.") from None
         except subprocess.TimeoutExpired:
-            raise SlurmError(f"ssh to {self.describe()} did not answer within {timeout:.0f} s.") from None
+            raise TransportError(f"ssh to {self.describe()} did not answer within {timeout:.0f} s.") from None
         if res.returncode == 255:
             err = (res.stderr or "").strip().splitlines()
-            raise SlurmError(f"ssh to {self.describe()} failed: {err[-1] if err else 'connection error'}")
+            detail = err[-1] if err else "connection error"
+            if "Host key verification failed" in (res.stderr or "") or "REMOTE HOST IDENTIFICATION" in (res.stderr or ""):
+                raise SlurmError(f"ssh to {self.describe()} failed: {detail}")   # not transient: never retried
+            raise TransportError(f"ssh to {self.describe()} failed: {detail}")
         return _check(list(argv), res, self.describe()) if check else res
+
+    def _private_key(self, key: str) -> str:
+        """The key file, or a private copy of it when others can read it (a Kubernetes Secret volume mounts files
+        0644, which ssh refuses for private keys)."""
+        try:
+            mode = os.stat(key).st_mode
+        except OSError:
+            return key
+        if not mode & 0o077:
+            return key
+        import hashlib
+
+        copy = self.control_dir() / ("key-" + hashlib.sha256(key.encode()).hexdigest()[:12])
+        data = Path(key).read_bytes()
+        if not copy.is_file() or copy.read_bytes() != data:
+            fd = os.open(str(copy), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        return str(copy)
+
+    def certificate_path(self) -> Path | None:
+        """The SSH certificate to present: ``certificate_file``, else ``<key_file>-cert.pub`` when it exists."""
+        c = self.cfg
+        if c.certificate_file:
+            return Path(os.path.expanduser(c.certificate_file))
+        if c.key_file:
+            guess = Path(os.path.expanduser(c.key_file) + "-cert.pub")
+            return guess if guess.is_file() else None
+        return None
+
+    def check_certificate(self) -> None:
+        """Refuse to connect with an expired or missing certificate: one sentence naming `latxa slurm login`."""
+        from latxa.slurm.certs import check_certificate
+
+        cert = self.certificate_path()
+        if cert is not None:
+            check_certificate(cert, self.describe())
 
     def popen(self, argv):
         return subprocess.Popen(self.ssh_argv([str(a) for a in argv]), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -53,7 +53,8 @@ class PrepareResult:
 class _Inputs:
     """Everything the output depends on, resolved and checked (step 1)."""
 
-    code: str
+    code: str | None                 # the variant (None for held-out sets: not tied to a variant)
+    label: str                       # what the cache key names: the mixture (its sources), not the variant
     sources: list[ResolvedSource]
     tok_dir: Path
     template_override: str | None
@@ -69,10 +70,22 @@ class _Inputs:
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def tokenizer_digest(tok_dir: Path, memo: DigestMemo) -> dict[str, str]:
-    out = {name: memo.digest(tok_dir / name) for name in TOKENIZER_FILES if (tok_dir / name).is_file()}
+def tokenizer_digest(tok_dir: Path, memo: DigestMemo, ignore_template: bool = False) -> dict[str, str]:
+    """Digests of the tokenizer files. ``ignore_template``: a forced chat template replaces the tokenizer's own, so
+    its template files (and tokenizer_config.json's ``chat_template``) do not change the data: backbones with the
+    same vocabulary and special tokens then share one prepared set."""
+    names = [n for n in TOKENIZER_FILES if not (ignore_template and n.startswith("chat_template"))]
+    out = {name: memo.digest(tok_dir / name) for name in names if (tok_dir / name).is_file()}
+    if ignore_template and "tokenizer_config.json" in out:
+        try:
+            cfg = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+            cfg.pop("chat_template", None)
+            out["tokenizer_config.json"] = hashlib.blake2b(json.dumps(cfg, sort_keys=True).encode(),
+                                                           digest_size=20).hexdigest()
+        except (OSError, ValueError):
+            pass
     extra = tok_dir / "additional_chat_templates"
-    if extra.is_dir():
+    if extra.is_dir() and not ignore_template:
         for f in sorted(extra.iterdir()):
             out[f"additional_chat_templates/{f.name}"] = memo.digest(f)
     if "tokenizer.json" not in out and "tokenizer.model" not in out:
@@ -89,36 +102,38 @@ def resolve_tokenizer_dir(tokenizer: str | Path | None) -> Path:
     path = Path(tokenizer)
     if path.is_dir():
         return path
-    if "/" in str(tokenizer) and not path.exists() and not str(tokenizer).startswith(("/", ".")):
-        try:
-            from huggingface_hub import snapshot_download
+    from latxa.components.hub import ModelNotFound, looks_like_hub_name, resolve_model
 
-            return Path(snapshot_download(str(tokenizer), local_files_only=True,
-                                          allow_patterns=["*.json", "*.jinja", "*.model", "*.txt"]))
-        except Exception:
-            raise DataError(f"Tokenizer '{tokenizer}' is not a folder and not in the local Hugging Face cache "
-                            "(runs are offline; download it on a login node first).") from None
+    if looks_like_hub_name(str(tokenizer)):   # org/name[@revision], from the offline hub cache (HF_HOME)
+        try:
+            return resolve_model(str(tokenizer), weights=False).path
+        except ModelNotFound as err:
+            raise DataError(str(err)) from None
     raise DataError(f"Tokenizer folder {path} does not exist.")
 
 
 def _resolve_inputs(variant: str, *, config, tokenizer, seq_len, profile, study_config, chat_template, on_error,
-                    shard_rows, chunk_records) -> _Inputs:
+                    shard_rows, chunk_records, sources=None, smoke=False) -> _Inputs:
     from latxa.components.config import load_config
     from latxa.components.registry import parse
 
     if on_error not in ("fail", "skip"):
         raise DataError(f"on_error must be 'fail' or 'skip', not '{on_error}'.")
     v = parse(variant)
-    if v.is_baseline:
+    if v.is_baseline and not sources:
         raise DataError(f"Variant {v.code} has no training data (it is the backbone {v.equivalent_model} itself).")
-    study = load_config(study_config).resolve(profile).study
+    study = load_config(study_config).resolve(profile, smoke=smoke).study
+    seed = study.seed_for(v.code)                       # exp_2_010: the reference's seed 42
     seq_len = study.data.seq_len if seq_len is None else seq_len
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 2 <= seq_len <= MAX_SEQ_LEN:
         raise DataError(f"seq_len must be between 2 and {MAX_SEQ_LEN} (Llama 3.1's context), not {seq_len}.")
     if shard_rows is not None and (isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1):
         raise DataError(f"shard_rows must be a positive integer, not {shard_rows}.")
     data_cfg, cfg_path = load_data_config(config)
-    sources = resolve_sources(data_cfg, cfg_path, v.sources)
+    # The cache key names the mixture, not the variant: variants with the same sources, tokenizer and seed share
+    # one prepared set (e.g. backbones with one vocabulary under a forced template).
+    label = ("heldout:" + ",".join(sources)) if sources else ("mix:" + ",".join(sorted(v.sources)))
+    resolved = resolve_sources(data_cfg, cfg_path, list(sources or v.sources))
     tok_dir = resolve_tokenizer_dir(tokenizer)
     template_override = None
     if chat_template is not None:
@@ -129,8 +144,13 @@ def _resolve_inputs(variant: str, *, config, tokenizer, seq_len, profile, study_
             template_override = tp.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise DataError(f"Chat template file {tp} is not UTF-8 text (byte {err.start}).") from None
-    return _Inputs(code=v.code, sources=sources, tok_dir=tok_dir, template_override=template_override,
-                   seq_len=seq_len, seed=study.seed, shuffle=study.data.shuffle, train_on=study.data.train_on,
+    else:  # the data config may force one template on every backbone (the reference's Llama-3.1-Instruct one)
+        from latxa.components.data.sources import chat_template_text
+
+        template_override = chat_template_text(data_cfg, cfg_path)
+    return _Inputs(code=None if sources else v.code, label=label, sources=resolved, tok_dir=tok_dir,
+                   template_override=template_override, seq_len=seq_len, seed=seed, shuffle=study.data.shuffle,
+                   train_on=study.data.train_on,
                    on_error=on_error, shard_rows=int(shard_rows or max(1, (1 << 24) // seq_len)),
                    chunk_records=int(chunk_records or CHUNK_RECORDS))
 
@@ -140,10 +160,10 @@ def _cache_key(inputs: _Inputs, memo: DigestMemo, *, lookahead: int, mix_tasks: 
     material = {
         "format": FORMAT_VERSION,
         "cache_version": CACHE_VERSION,
-        "variant": inputs.code,
+        "variant": inputs.label,
         "sources": [{"name": s.name, "config": s.config.model_dump(exclude={"files"}),
                      "files": [memo.digest(f) for f in s.files]} for s in inputs.sources],
-        "tokenizer": tokenizer_digest(inputs.tok_dir, memo),
+        "tokenizer": tokenizer_digest(inputs.tok_dir, memo, ignore_template=inputs.template_override is not None),
         "chat_template_override": inputs.template_override,
         "params": {"seq_len": inputs.seq_len, "seed": inputs.seed, "shuffle": inputs.shuffle,
                    "train_on": inputs.train_on, "on_error": inputs.on_error, "chunk_records": inputs.chunk_records,
@@ -171,14 +191,20 @@ def prepare(
     lookahead: int = 256,
     mix_tasks: int = 8,
     progress: bool | Callable[[int], Any] = True,
+    sources: list[str] | None = None,
+    smoke: bool = False,
 ) -> PrepareResult:
-    """Prepare the packed dataset of one variant into ``out`` (default: its cache entry); see docs/data.md."""
+    """Prepare the packed dataset of one variant into ``out`` (default: its cache entry); see docs/data.md.
+
+    ``sources`` prepares those named sources (or held-out sets of the data config) instead of the variant's; the
+    result is then not tied to the variant (no variant in its manifest or cache key). ``smoke`` applies the study
+    config's smoke overrides (the rehearsal)."""
     from latxa.paths import state_dir
 
     t0 = time.perf_counter()
     inputs = _resolve_inputs(variant, config=config, tokenizer=tokenizer, seq_len=seq_len, profile=profile,
                              study_config=study_config, chat_template=chat_template, on_error=on_error,
-                             shard_rows=shard_rows, chunk_records=chunk_records)
+                             shard_rows=shard_rows, chunk_records=chunk_records, sources=sources, smoke=smoke)
     cache_root = Path(cache_dir) if cache_dir else state_dir() / "cache" / "data"
     memo = DigestMemo(cache_root / "file-digests.json" if use_cache else None)
     try:
@@ -302,6 +328,7 @@ class _Setup:
     """The tokenizer side of a build (step 2): what workers need and what the manifest records."""
 
     spec: WorkerSpec
+    template: str | None
     pad_id: int
     bos_id: int | None
     doc_eos_id: int | None
@@ -325,7 +352,7 @@ def _setup(inputs: _Inputs, num_proc: int) -> _Setup:
     spec = WorkerSpec(tokenizer_json=tok.backend_tokenizer.to_str(), template=template if needs_chat else None,
                       special=special, bos_id=tok.bos_token_id, doc_eos_id=doc_eos_id, train_on=inputs.train_on,
                       seed=inputs.seed, on_error=inputs.on_error, shuffle=inputs.shuffle, threads=num_proc == 1)
-    return _Setup(spec=spec, pad_id=int(pad_id), bos_id=tok.bos_token_id, doc_eos_id=doc_eos_id)
+    return _Setup(spec=spec, template=template if needs_chat else None, pad_id=int(pad_id), bos_id=tok.bos_token_id, doc_eos_id=doc_eos_id)
 
 
 def _ordered_tasks(inputs: _Inputs) -> tuple[list[Task], dict[str, dict]]:
@@ -416,7 +443,7 @@ def _build(inputs: _Inputs, tmp: Path, cache_key: str, *, num_proc, lookahead, m
     writer = ShardWriter(tmp, inputs.seq_len, inputs.shard_rows)
     packer = Packer(writer, inputs.seq_len, setup.pad_id, lookahead)
     mixer = _Mixer(packer, seed=inputs.seed, shuffle=inputs.shuffle, mix_tasks=mix_tasks)
-    bar = _progress_bar(progress, sum(t.records for t in ordered), inputs.code)
+    bar = _progress_bar(progress, sum(t.records for t in ordered), inputs.code or "held-out set")
     with (tmp / "skips.jsonl").open("w", encoding="utf-8", errors="backslashreplace") as skips_fh:
         tally = _Tally(inputs.sources, skips_fh)
         # step 4, formatting, happens in the workers; results come back in task order
@@ -484,6 +511,7 @@ def _manifest(inputs: _Inputs, setup: _Setup, writer, tmp: Path, cache_key: str)
         "sources": [s.name for s in inputs.sources],
         "seed": inputs.seed,
         "train_on": inputs.train_on,
+        "chat_template": setup.template,      # what export writes into the tokenizer (None: no chat sources)
     }
 
 

@@ -79,7 +79,41 @@ class SourceConfig(BaseModel):
 class DataSourcesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
+    # The chat template every backbone's data is rendered with: a built-in name (llama-3.1-instruct, as the
+    # reference forced on all its backbones) or a .jinja file; None keeps each tokenizer's own template.
+    chat_template: str | None = None
     sources: dict[str, SourceConfig]
+    # Held-out sets for the loss during training (the reference's AYA and Magpie-Ultra-1K); chat sources.
+    heldout: dict[str, SourceConfig] = Field(default_factory=dict)
+
+
+BUILTIN_TEMPLATES = {"llama-3.1-instruct": "llama31_chat_template.jinja"}
+
+
+def chat_template_text(cfg: DataSourcesConfig, config_path: Path) -> str | None:
+    """The text of the config's ``chat_template`` (a built-in name or a file relative to the config), or None."""
+    if not cfg.chat_template:
+        return None
+    name = cfg.chat_template
+    if name in BUILTIN_TEMPLATES:
+        path = Path(__file__).resolve().parents[1] / "templates" / BUILTIN_TEMPLATES[name]
+    else:
+        path = Path(_expand_one(name, config_path.parent))
+    if not path.is_file():
+        known = ", ".join(sorted(BUILTIN_TEMPLATES))
+        raise DataError(f"Invalid value for 'chat_template' in data config {config_path}: {name} is neither a "
+                        f"built-in template ({known}) nor a file.")
+    return path.read_text(encoding="utf-8")
+
+
+def _expand_one(entry: str, base: Path) -> Path:
+    from latxa.paths import expand
+
+    try:
+        path = Path(expand(entry, what="data file"))
+    except LatxaError as err:
+        raise DataError(str(err)) from None
+    return path if path.is_absolute() else base / path
 
 
 @dataclass(frozen=True)
@@ -131,16 +165,21 @@ def load_data_config(path: str | Path | None = None) -> tuple[DataSourcesConfig,
         want = "text" if name.startswith("corpus") else "chat"
         if src.kind != want:
             raise DataError(f"Source '{name}' in data config {path} must have kind '{want}', not '{src.kind}'.")
+    for name, src in cfg.heldout.items():
+        if name in cfg.sources:
+            raise DataError(f"Held-out set '{name}' in data config {path} has the name of a training source.")
+        if src.kind != "chat":
+            raise DataError(f"Held-out set '{name}' in data config {path} must have kind 'chat', not '{src.kind}'.")
     return cfg, path
 
 
 def resolve_sources(cfg: DataSourcesConfig, config_path: Path, names: list[str]) -> list[ResolvedSource]:
-    """The sources a variant needs, with their files expanded and checked."""
+    """The sources a variant needs (or held-out sets, by their names), with their files expanded and checked."""
     out = []
     for name in names:
-        if name not in cfg.sources:
+        if name not in cfg.sources and name not in cfg.heldout:
             raise DataError(f"The variant needs source '{name}' but data config {config_path} does not define it.")
-        src = cfg.sources[name]
+        src = cfg.sources.get(name) or cfg.heldout[name]
         files: list[Path] = []
         for entry in src.files:
             files.extend(_expand(entry, config_path.parent))

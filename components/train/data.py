@@ -113,8 +113,13 @@ def inspect_packed(data_dir: str | Path, check_rows: bool = True) -> PackedInfo:
 def open_packed(data_dir: str | Path):
     """A memory-mapped ``datasets.Dataset`` over the shards (numpy format).
 
-    Uses ``latxa.components.data.load_packed`` when the data layer provides it, else reads the shards directly.
+    Opens ``DIR.arrow/`` (beside the folder) when it exists (one copy shared by every rank, :mod:`latxa.components.train.shared_data`);
+    else uses ``latxa.components.data.load_packed`` when the data layer provides it, else reads the shards directly.
     """
+    from latxa.components.train.shared_data import has_arrow, open_arrow
+
+    if has_arrow(data_dir):
+        return open_arrow(data_dir)
     try:
         from latxa.components.data import load_packed  # the data layer's reader, when present
     except ImportError:

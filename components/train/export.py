@@ -118,13 +118,16 @@ def _expected_keys(config) -> tuple[set[str], dict[str, str]]:
 
 
 def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: str | Path | None = None,
-                      dtype: str | None = None, max_shard_size: str | int = "5GB") -> Path:
+                      dtype: str | None = None, max_shard_size: str | int = "5GB",
+                      chat_template: str | None = None) -> Path:
     """Write a Hugging Face folder for ``checkpoint_dir``; architecture and tokenizer come from ``base_model``.
 
     Weights are streamed: each tensor is read from the checkpoint, cast to ``dtype`` (bf16 by default, fp32 on
     request) and added to the current safetensors shard, which is written when it reaches ``max_shard_size``;
     peak memory is about one shard. ``base_model`` and ``dtype`` default to the run's (its run.json: the model it
-    started from, the plan's ``export_dtype``), else bf16.
+    started from, the plan's ``export_dtype``), else bf16. The exported tokenizer carries ``chat_template``, else
+    the template the training data was rendered with (the data manifest's ``chat_template``: the
+    Llama-3.1-Instruct template the study forces on every backbone), else the base tokenizer's own.
     """
     import torch
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
@@ -146,6 +149,8 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
         if run is None:
             raise ExportError(f"Cannot tell which model {checkpoint_dir} was trained from; pass --base-model.")
         base_model = run["plan"]["model_dir"]
+    if chat_template is None and run is not None:
+        chat_template = _data_chat_template(run.get("plan", {}).get("data_dir"))
     base_model = Path(base_model)
     if not (base_model / "config.json").is_file():
         raise ExportError(f"Base model folder {base_model} has no config.json.")
@@ -177,6 +182,8 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
     except OSError:
         GenerationConfig.from_model_config(config).save_pretrained(tmp)
     tok = AutoTokenizer.from_pretrained(base_model)
+    if chat_template:
+        tok.chat_template = chat_template
     if not getattr(tok, "chat_template", None):
         raise ExportError(f"The tokenizer in {base_model} has no chat template; the exported model needs one.")
     tok.save_pretrained(tmp)
@@ -191,6 +198,16 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, base_model: s
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _data_chat_template(data_dir: str | None) -> str | None:
+    """The chat template a prepared dataset was rendered with (its manifest's ``chat_template``), if recorded."""
+    if not data_dir:
+        return None
+    try:
+        return json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError):
+        return None
 
 
 def _find_run_file(checkpoint_dir: Path) -> dict | None:

@@ -8,8 +8,10 @@ process (:class:`LocalContext`), which is what the benchmarks use.
 Loss: token-weighted mean over the whole global batch (all micro-batches of all ranks), as one big batch
 would give; the step's trainable-token count is all-reduced before the backward passes.
 
-Checkpoints (every ``checkpoint_every`` steps and at the end) hold model, optimizer, scheduler, step and
-each rank's RNG state; the batch order is a pure function of (seed, epoch), so a resumed run continues
+Checkpoints (when :class:`latxa.components.train.checkpointing.CheckpointPolicy` says so: saves per epoch, every
+``checkpoint_every`` steps, every ``checkpoint_minutes``, on a stop request (SIGUSR1), at the end) hold model,
+optimizer, scheduler, step and each rank's RNG state; a stop request ends the loop right after its checkpoint.
+The held-out loss (:class:`latxa.components.train.heldout.HeldoutEval`) runs ``evals_per_epoch`` times per epoch; the batch order is a pure function of (seed, epoch), so a resumed run continues
 exactly where the checkpoint was taken. ``ray.train.report`` is called only with checkpoints (it costs
 about a second); per-step metrics go straight to MLflow from rank 0, buffered until each checkpoint.
 """
@@ -354,6 +356,7 @@ class TrainRecipe:
         self._restore_checkpoint()
         self._setup_data()
         self._setup_logging()
+        self._setup_production()
         return self
 
     @property
@@ -437,6 +440,45 @@ class TrainRecipe:
 
             self.progress = tqdm(total=self.plan.total_steps, initial=self.state.step, desc=f"train {self.plan.variant}",
                                  unit="step", mininterval=2.0, ascii=True, dynamic_ncols=False, ncols=100)
+
+    def _setup_production(self) -> None:
+        """The checkpoint policy (saves per epoch, time-based, stop requests) and the held-out loss: issue 15."""
+        from latxa.components.train.checkpointing import CheckpointPolicy
+        from latxa.components.train.heldout import HeldoutEval
+
+        def reduce(values: list[float]) -> list[float]:
+            return _all_reduce_sum(values, self.device)
+
+        self.policy = CheckpointPolicy(self.plan, self.rank, reduce)
+        self.heldout = HeldoutEval(self.plan, self.rank, self.world, self.device, reduce) if self.plan.heldout else None
+        self._decision = None
+
+    def heldout_token_losses(self, batch: dict):
+        """Per-token losses of one micro-batch through the training forward, for the held-out loss: (losses (N,),
+        shifted targets (N,)). The model is called as in training (``self.net``: FSDP/ZeRO-3 gather as they do
+        there) with every target ignored, so the packed loss does no work; a hook on the decoder computes each
+        token's loss from its hidden state with the LM head, chunk by chunk, while the head's weights are gathered."""
+        import torch
+
+        from latxa.components.train.heldout import token_losses
+
+        inputs = self._model_inputs(batch)
+        targets = inputs["targets"]
+        head = self.model.get_output_embeddings()
+        found: dict = {}
+
+        def hook(_module, _args, output):
+            hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+            found["losses"] = token_losses(hidden.reshape(-1, hidden.shape[-1]), head, targets,
+                                           self.plan.loss_chunk_tokens)
+
+        handle = self.model.model.register_forward_hook(hook)
+        try:
+            with self._autocast():
+                self.net(**{**inputs, "targets": torch.full_like(targets, -100)})
+        finally:
+            handle.remove()
+        return found["losses"], targets
 
     # --- the loop ------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -582,16 +624,22 @@ class TrainRecipe:
             self.progress.update(1)
 
     # --- hooks ---------------------------------------------------------------------------------
-    def on_step_end(self, step: int, stats: StepStats) -> None:
-        """Called on every rank after optimizer step ``step`` (1-based), before :meth:`should_checkpoint`."""
+    def on_step_end(self, step: int, stats: StepStats) -> None:  # noqa: ARG002 (the hook signature)
+        """Called on every rank after optimizer step ``step`` (1-based), before :meth:`should_checkpoint`: the
+        held-out loss ``evals_per_epoch`` times per epoch (every rank runs it: ZeRO-3 gathers in each forward)."""
+        if self.heldout is not None and self.heldout.due(step):
+            values = self.heldout.run(self.model, self.heldout_token_losses)
+            self.metrics.add(step, values)
+            if self.rank == 0:
+                print(f"[train] step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
 
     def should_checkpoint(self, step: int) -> str | None:
-        """The reason to checkpoint after ``step`` (1-based), or None; every rank must answer the same."""
-        if step == self.plan.total_steps:
-            return "final"
-        if step % self.plan.checkpoint_every == 0:
-            return "interval"
-        return None
+        """The reason to checkpoint after ``step`` (1-based), or None; every rank answers the same (the policy
+        all-reduces rank 0's clock and stop-request check). A stop request (SIGUSR1) also ends the loop."""
+        self._decision = d = self.policy.decide(step)
+        if d.stop:
+            self.request_stop()
+        return "+".join(d.reasons) if d.save else None
 
     def request_stop(self) -> None:
         """End :meth:`train` after the current step (and its checkpoint, if one is due)."""
@@ -606,7 +654,10 @@ class TrainRecipe:
                 "trainable_tokens_per_s": tp.trainable / tp.seconds if tp.seconds else 0.0,
                 # per CPU-second of this worker process (all its threads): robust to a shared machine
                 "tokens_per_cpu_s": tp.tokens / self.world / tp.cpu_seconds if tp.cpu_seconds else 0.0,
-                "timed_steps": tp.steps}
+                "timed_steps": tp.steps,
+                # Ray keeps the best keep_checkpoints by this score (scheduled saves first) and always the latest
+                "keep_score": d.keep_score if (d := getattr(self, "_decision", None)) else float(st.step),
+                "stopped_for_requeue": float(bool(d and d.stop))}
 
     def save_checkpoint(self, reason: str) -> None:
         """Checkpoint the current step on every rank and hand it to the context (Ray merges the ranks' files)."""
@@ -615,6 +666,9 @@ class TrainRecipe:
         step = self.state.step
         self.metrics.flush()
         self.last_report = self.report()
+        if self.stop_requested and self.rank == 0:
+            print(f"[train] stop requested: checkpoint at step {step}/{self.plan.total_steps} saved; stopping to be "
+                  "requeued", flush=True)
         if not getattr(self.ctx, "checkpoints", True):
             self.ctx.report(dict(self.last_report), None, None)
             return
@@ -644,7 +698,8 @@ class TrainRecipe:
         return {"step": st.step, "checkpoint_reason": reason, "tokens_seen": st.tokens_seen, "last_loss": st.last_loss, "first_loss": st.first_loss,
                 "world_size": plan.world_size, "deepspeed_stage": plan.deepspeed_stage, "fsdp": plan.fsdp,
                 "fsdp_shard_size": plan.fsdp_shard_size, "variant": plan.variant,
-                "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps}
+                "mlflow_run_id": plan.mlflow_run_id, "total_steps": plan.total_steps,
+                "model_size": getattr(plan, "model_size", "8b"), "model_name": getattr(plan, "model_name", None)}
 
     def _load_checkpoint(self, path: Path) -> TrainerState:
         import torch

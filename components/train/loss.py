@@ -58,8 +58,9 @@ def _fused_function():
 
     class FusedLinearCrossEntropy(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, hidden, weight, targets, chunk_tokens):
-            want_h, want_w = hidden.requires_grad, weight.requires_grad
+        def forward(ctx, hidden, weight, targets, chunk_tokens, grad_enabled):
+            # under no_grad (the held-out loss) no gradient buffers: the weight's alone is V x H fp32 (4 GiB at 70B)
+            want_h, want_w = grad_enabled and hidden.requires_grad, grad_enabled and weight.requires_grad
             grad_h = torch.zeros_like(hidden) if want_h else None
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -94,7 +95,7 @@ def _fused_function():
             grad_h, grad_w = ctx.saved_tensors
             gh = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None else None
             gw = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
-            return gh, gw, None, None
+            return gh, gw, None, None, None
 
     return FusedLinearCrossEntropy
 
@@ -108,7 +109,9 @@ def fused_linear_cross_entropy(hidden, weight, targets, chunk_tokens: int = 1024
     global _FUSED
     if _FUSED is None:
         _FUSED = _fused_function()
-    return _FUSED.apply(hidden, weight, targets, chunk_tokens or hidden.shape[0])
+    import torch
+
+    return _FUSED.apply(hidden, weight, targets, chunk_tokens or hidden.shape[0], torch.is_grad_enabled())
 
 
 def plain_cross_entropy(logits, targets):

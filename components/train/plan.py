@@ -11,6 +11,7 @@ without GPUs, an output folder that already holds a run (without ``--resume``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from latxa.errors import LatxaError
 RUN_FILE = "run.json"          # out/run.json: the job, the MLflow run id, status (what --resume reads)
 RAY_DIR = "ray"                # out/ray/<run name>/checkpoint_*: Ray Train's persisted checkpoints
 MODEL_DIR = "model"            # out/model: the exported Hugging Face folder
+CONTROL_DIR = "control"        # out/control/: requests to a running job (a stop-and-requeue request file)
 
 
 class TrainConfigError(LatxaError, ValueError):
@@ -33,7 +35,9 @@ class TrainJob:
     variant: str
     data_dir: Path
     out_dir: Path
-    model_dir: Path | None = None          # default: the tiny offline model (cpu profiles)
+    model_dir: Path | None = None          # default: the tiny offline model (cpu profiles), the backbone (gpu ones)
+    model: str | None = None               # a folder or a Hugging Face name (org/name[@revision]), resolved offline
+    revision: str | None = None            # branch, tag or commit of a hub name (e.g. exp_2_101)
     profile: str | None = "local"
     config_path: Path | None = None
     resume: bool = False
@@ -54,6 +58,14 @@ class TrainJob:
     log_every: int | None = None
     lr: float | None = None
     seed: int | None = None
+    saves_per_epoch: int | None = None
+    checkpoint_minutes: float | None = None
+    evals_per_epoch: int | None = None
+    heldout: Path | None = None            # a folder of prepared held-out sets (one sub-folder each), or one set
+    smoke: bool = False                    # the study config's smoke overrides (a few steps, short rows)
+    backend: str | None = None             # "cpu" runs a GPU profile on CPU workers (the local rehearsal)
+    pg_timeout_s: int | None = None        # torch.distributed process-group timeout (Ray's default is 1800 s)
+    export: bool = True                    # False: train and checkpoint only (export and register are own steps)
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -88,7 +100,7 @@ class TrainPlan:
     neftune_alpha: float
     max_grad_norm: float
     log_every: int
-    checkpoint_every: int
+    checkpoint_every: int         # 0: no step-based checkpoints (saves per epoch, time-based and final ones only)
     keep_checkpoints: int
     lr: float
     scheduler: str
@@ -104,6 +116,18 @@ class TrainPlan:
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
     bench_steps_to_skip: int = 0          # benchmarks: steps excluded from the tokens/s figure (warm-up)
+    # Leonardo / production facts (issue "The study's jobs on Leonardo"): defaults keep older plans loadable.
+    model_size: str = "8b"
+    model_name: str | None = None         # the hub name (or folder) the run started from
+    model_revision: str | None = None
+    model_commit: str | None = None
+    saves_per_epoch: int | None = None
+    checkpoint_minutes: float | None = None
+    evals_per_epoch: int = 0
+    heldout: dict[str, str] = field(default_factory=dict)    # held-out set name -> prepared folder
+    control_dir: str | None = None        # where a stop request (SIGUSR1) lands: out/control
+    pg_timeout_s: int | None = None
+    smoke: bool = False
     fsdp: str = "none"                    # none | full_shard | hybrid_shard (FSDP2 instead of DDP/DeepSpeed)
     fsdp_shard_size: int = 1              # ranks one model copy is sharded over
     prefetch_layers: int = 1
@@ -136,7 +160,8 @@ class TrainPlan:
 
 def _model_ok(path: Path) -> None:
     if not path.is_dir():
-        raise TrainConfigError(f"Model folder {path} does not exist; build the tiny model with `latxa model tiny --out {path}`.")
+        raise TrainConfigError(f"Model folder {path} does not exist; pass a folder or a Hugging Face name "
+                               f"(e.g. meta-llama/Llama-3.1-8B), or build the tiny model with `latxa model tiny --out {path}`.")
     cfg = path / "config.json"
     if not cfg.is_file():
         raise TrainConfigError(f"{path} has no config.json, so it is not a Hugging Face model folder.")
@@ -166,11 +191,14 @@ def plan_training(job: TrainJob) -> TrainPlan:
     from latxa.components.registry import parse
     from latxa.components.train.data import Schedule, inspect_packed
 
-    variant = parse(job.variant)                      # VariantError: unknown variant, one sentence
-    resolved = load_config(job.config_path).resolve(job.profile)
+    resolved = load_config(job.config_path).resolve(job.profile, smoke=job.smoke)
     study, target = resolved.study, resolved.target
+    variant = parse(job.variant, size=target.model_size)   # VariantError: unknown variant, one sentence
+    if job.backend not in (None, "cpu", "gpu"):
+        raise TrainConfigError(f"--backend must be cpu or gpu, not '{job.backend}'.")
+    backend = job.backend or target.backend
 
-    world = job.num_workers if job.num_workers is not None else target.num_workers
+    world = job.num_workers if job.num_workers is not None else (target.num_workers if backend == target.backend else 1)
     if world < 1:
         raise TrainConfigError(f"--num-workers must be at least 1 (got {world}).")
     stage = job.deepspeed_stage if job.deepspeed_stage is not None else target.deepspeed_stage
@@ -179,7 +207,9 @@ def plan_training(job: TrainJob) -> TrainPlan:
     fsdp, shard_size = _sharding(job, target, world)
     if fsdp != "none":
         stage = 0
-    if target.backend == "gpu":
+    if backend == "gpu" and not os.environ.get("RAY_ADDRESS"):
+        # Joining a Ray cluster (SLURM allocation, KubeRay): its GPUs are checked once connected
+        # (latxa.components.train.cluster.check_resources), not this driver host's.
         have = _gpu_count()
         if have == 0:
             raise TrainConfigError(
@@ -198,7 +228,7 @@ def plan_training(job: TrainJob) -> TrainPlan:
     global_batch = micro * accum * world
 
     data = inspect_packed(job.data_dir)
-    if data.variant and data.variant != variant.code:
+    if data.variant and data.variant not in (variant.code, variant.key) and not _same_mixture(job.data_dir, variant):
         raise TrainConfigError(
             f"Dataset {job.data_dir} was prepared for {data.variant}, not {variant.code}; prepare it with "
             f"`latxa data prepare --variant {variant.code}`.")
@@ -209,9 +239,11 @@ def plan_training(job: TrainJob) -> TrainPlan:
     if data.num_rows < world:
         raise TrainConfigError(f"Dataset {job.data_dir} has {data.num_rows} rows, fewer than the {world} workers.")
 
-    if job.model_dir is not None:
-        model_dir = Path(job.model_dir)
-    elif target.backend == "cpu":
+    from latxa.components.hub import ModelNotFound, resolve_model
+
+    model_name = model_revision = model_commit = None
+    ref = job.model if job.model is not None else (str(job.model_dir) if job.model_dir is not None else None)
+    if ref is None and backend == "cpu":
         from latxa.paths import tiny_model_dir
 
         model_dir = tiny_model_dir()
@@ -219,10 +251,16 @@ def plan_training(job: TrainJob) -> TrainPlan:
             from latxa.components.tiny_model import ensure_tiny_model
 
             ensure_tiny_model(model_dir)
+        if job.revision:
+            raise TrainConfigError("--revision needs --model NAME (a Hugging Face name).")
     else:
-        raise TrainConfigError(
-            f"Profile '{resolved.profile}' needs --model pointing at a local copy of {variant.backbone_info.hf_name} "
-            f"(runs never download weights).")
+        # A folder, or a hub name resolved offline from HF_HOME (default: the variant's backbone).
+        try:
+            found = resolve_model(ref or variant.backbone_info.hf_name, job.revision)
+        except ModelNotFound as err:
+            raise TrainConfigError(str(err)) from None
+        model_dir = found.path
+        model_name, model_revision, model_commit = found.name, found.revision, found.commit
     _model_ok(model_dir)
     model_cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     vocab = int(model_cfg.get("vocab_size", 0))
@@ -231,7 +269,7 @@ def plan_training(job: TrainJob) -> TrainPlan:
             f"Dataset {job.data_dir} holds token id {data.max_token_id} but the model {model_dir} has only {vocab} "
             f"embeddings; the data was tokenized with another tokenizer.")
 
-    if target.backend == "gpu" and (target.gpu_memory_gib or target.host_memory_gib):
+    if backend == "gpu" and (target.gpu_memory_gib or target.host_memory_gib):
         _check_memory_plan(job, profile=resolved.profile, model_dir=model_dir, world=world, micro=micro, accum=accum,
                            fsdp=fsdp)
 
@@ -241,35 +279,78 @@ def plan_training(job: TrainJob) -> TrainPlan:
     if (previous or has_ray) and not job.resume:
         raise TrainConfigError(
             f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out.")
-    if previous and previous.get("variant") != variant.code:
-        raise TrainConfigError(
-            f"{out_dir} holds a run of {previous.get('variant')}, not {variant.code}; choose another --out.")
+    from latxa.components.train.resume_guard import check_resume
+
+    check_resume(out_dir, previous, variant, model_name or str(model_dir))
 
     train = study.train
     checkpoint_every = job.checkpoint_every or train.checkpoint_every
     sched = Schedule.build(data.num_rows, global_batch, train.epochs, job.max_steps or train.max_steps)
-    precision = train.precision if target.backend == "gpu" else "fp32"
+    precision = train.precision if backend == "gpu" else "fp32"
+    heldout = _heldout_sets(job.heldout, data.seq_len)
     flat = resolved.flat_params()
     return TrainPlan(
-        variant=variant.code, data_dir=str(Path(job.data_dir).resolve()), out_dir=str(out_dir.resolve()),
-        model_dir=str(model_dir.resolve()), run_name=variant.code, profile=resolved.profile, backend=target.backend,
-        world_size=world, gpus_per_worker=target.gpus_per_worker, cpus_per_worker=target.cpus_per_worker,
-        deepspeed_stage=stage, offload_optimizer=target.offload_optimizer,
-        seed=job.seed if job.seed is not None else study.seed, seq_len=data.seq_len, num_rows=data.num_rows,
+        variant=variant.key, data_dir=str(Path(job.data_dir).resolve()), out_dir=str(out_dir.resolve()),
+        model_dir=str(model_dir.resolve()), run_name=variant.run_name, profile=resolved.profile, backend=backend,
+        world_size=world, gpus_per_worker=target.gpus_per_worker if backend == "gpu" else 0,
+        cpus_per_worker=target.cpus_per_worker if backend == target.backend else 1,
+        deepspeed_stage=stage, offload_optimizer=target.offload_optimizer and backend == "gpu",
+        seed=job.seed if job.seed is not None else study.seed_for(variant.code), seq_len=data.seq_len,
+        num_rows=data.num_rows,
         micro_batch_size=micro, grad_accum=accum, global_batch=global_batch, steps_per_epoch=sched.steps_per_epoch,
         total_steps=sched.total_steps, padded_rows_per_epoch=sched.padded_rows_per_epoch, shuffle=study.data.shuffle,
         precision=precision, gradient_checkpointing=train.gradient_checkpointing, neftune_alpha=train.neftune_alpha,
         max_grad_norm=train.max_grad_norm, log_every=job.log_every or train.log_every,
-        checkpoint_every=checkpoint_every, keep_checkpoints=job.keep_checkpoints or train.keep_checkpoints,
+        checkpoint_every=checkpoint_every or 0, keep_checkpoints=job.keep_checkpoints or train.keep_checkpoints,
         lr=job.lr or study.optim.lr, scheduler=study.optim.scheduler, warmup_ratio=study.optim.warmup_ratio,
         min_lr_ratio=study.optim.min_lr_ratio, betas=tuple(study.optim.betas), eps=study.optim.eps,
         weight_decay=study.optim.weight_decay, data_cache_key=data.cache_key, trainable_tokens=data.trainable_tokens,
         resolved_config={**flat, "profile": resolved.profile}, tracking_uri=job.tracking_uri,
-        git_commit=_git_commit(), fsdp=fsdp, fsdp_shard_size=shard_size, prefetch_layers=target.prefetch_layers,
+        git_commit=_git_commit(), model_size=variant.size, model_name=model_name or str(model_dir),
+        model_revision=model_revision, model_commit=model_commit,
+        saves_per_epoch=job.saves_per_epoch or train.saves_per_epoch,
+        checkpoint_minutes=job.checkpoint_minutes or train.checkpoint_minutes,
+        evals_per_epoch=(job.evals_per_epoch if job.evals_per_epoch is not None else train.evals_per_epoch) if heldout else 0,
+        heldout=heldout, control_dir=str(out_dir.resolve() / CONTROL_DIR), pg_timeout_s=job.pg_timeout_s,
+        smoke=job.smoke,
+        fsdp=fsdp, fsdp_shard_size=shard_size, prefetch_layers=target.prefetch_layers,
         bucket_mb=target.bucket_mb, attention=train.attention, loss_chunk_tokens=train.loss_chunk_tokens,
         tf32=train.tf32, fused_adamw=train.fused_adamw,
         export_dtype=train.export_dtype, export_max_shard_size=train.export_max_shard_size,
     )
+
+
+def _same_mixture(data_dir: Path, variant) -> bool:
+    """A set prepared for another variant with the same sources (a shared prepared set) fits this one too."""
+    try:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return sorted(manifest.get("sources") or []) == sorted(variant.sources)
+
+
+def _heldout_sets(path: Path | None, seq_len: int) -> dict[str, str]:
+    """Prepared held-out sets: ``path`` is one prepared folder, or a folder of them (one per set, e.g. aya_eu/)."""
+    if path is None:
+        return {}
+    from latxa.components.train.data import inspect_packed
+
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        sets = {path.name: path}
+    elif path.is_dir():
+        sets = {p.name: p for p in sorted(path.iterdir()) if (p / "manifest.json").is_file()}
+    else:
+        raise TrainConfigError(f"Held-out folder {path} does not exist; prepare it with `latxa study prepare`.")
+    if not sets:   # a data config without held-out sets: nothing to evaluate during training
+        print(f"[train] no held-out sets in {path}; no held-out loss during training", flush=True)
+        return {}
+    for folder in sets.values():
+        info = inspect_packed(folder, check_rows=False)
+        if info.seq_len != seq_len:
+            raise TrainConfigError(f"Held-out set {folder} is packed to seq_len {info.seq_len}, the training data to "
+                                   f"{seq_len}; prepare both with the same profile.")
+    return {name: str(folder.resolve()) for name, folder in sets.items()}
 
 
 def _check_memory_plan(job: TrainJob, *, profile: str, model_dir: Path, world: int, micro: int, accum: int,

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# The components image: the `latxa` CLI with data preparation, Ray Train + DeepSpeed training,
+# The components image: the `latxa` CLI with data preparation, Ray Train training (FSDP2, DDP or DeepSpeed),
 # lm-eval evaluation, KFP components, the SLURM bridge (OpenSSH client) and the MLflow server
 # (PostgreSQL + S3 drivers). Used by KFP steps, the training RayJob and the MLflow Deployment.
 #   docker build -f k8s/images/components.Dockerfile -t ghcr.io/latxa-mlops/components:0.1.0 .
@@ -41,7 +41,7 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /bin/bash latxa
 COPY --from=build /opt/venv /opt/venv
 # HOME on /tmp: Kubernetes mounts an emptyDir there and keeps the root filesystem read-only.
-# The SLURM bridge reads ~/.ssh/id_ed25519 and ~/.ssh/known_hosts (Secret latxa-slurm-ssh at /tmp/.ssh).
+# The SLURM bridge reads ~/.ssh/leonardo(-cert.pub) and ~/.ssh/known_hosts (Secret latxa-slurm-ssh at /tmp/.ssh).
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \

@@ -163,7 +163,7 @@ def test_wiring_between_layers_is_consistent(built):
     mount = next(m for m in tpl["containers"][0]["volumeMounts"] if m["name"] == "slurm-ssh")
     secret = next(v for v in tpl["volumes"] if v["name"] == "slurm-ssh")["secret"]
     assert secret["secretName"] == "latxa-slurm-ssh"
-    for key in ("key_file", "known_hosts"):
+    for key in ("key_file", "certificate_file", "known_hosts"):
         path = Path(profile["transport"][key].replace("~", home))
         assert path.parent == Path(mount["mountPath"]) and path.name in check.OPERATOR_SECRETS[("kubeflow", "latxa-slurm-ssh")]
 
@@ -471,5 +471,5 @@ def test_docs_create_every_secret_the_manifests_reference():
 def test_cli_help_has_an_example_and_lists_the_secrets():
     assert "Example:" in _run("--help").stdout
     out = _run("--list-secrets").stdout
-    assert "kubeflow/latxa-slurm-ssh: id_ed25519, known_hosts" in out
+    assert "kubeflow/latxa-slurm-ssh: known_hosts, leonardo, leonardo-cert.pub" in out
     assert "latxa-arena/arena-db: password, uri, username" in out

@@ -88,13 +88,18 @@ def test_study_dag_and_parameters(compiled):
 def test_slurm_pipeline_trains_through_the_bridge(compiled):
     _, ir = _load(compiled["study-slurm"])
     tasks = ir["root"]["dag"]["tasks"]
-    assert "slurm-train-model" in tasks and "train-variant" not in tasks
+    assert {"slurm-prepare-data", "slurm-train-model", "slurm-export-model", "slurm-evaluate-model",
+            "slurm-register-model"} <= set(tasks) and "train-variant" not in tasks and "prepare-data" not in tasks
+    # each SLURM step takes the previous one's artifact: a slurm:// reference to the cluster's files
+    assert tasks["slurm-train-model"]["inputs"]["artifacts"]["data"]["taskOutputArtifact"]["producerTask"] == "slurm-prepare-data"
+    assert tasks["slurm-export-model"]["inputs"]["artifacts"]["trained"]["taskOutputArtifact"]["producerTask"] == "slurm-train-model"
+    assert tasks["slurm-evaluate-model"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "slurm-export-model"
     assert ir["root"]["inputDefinitions"]["parameters"]["profile"]["defaultValue"] == "leonardo-8b"
     assert "cluster" in ir["root"]["inputDefinitions"]["parameters"]
 
 
 def test_pods_get_the_ssh_secret_and_config_map_the_manifests_create(compiled):
-    """kfp-kubernetes settings match k8s/base/kfp: only the SLURM submission step mounts the SSH key."""
+    """kfp-kubernetes settings match k8s/base/kfp: only the SLURM steps (they submit jobs) mount the SSH key."""
     k8s = Path(__file__).resolve().parents[2] / "k8s" / "base" / "kfp"
     manifests = (k8s / "component-template.yaml").read_text() + (k8s / "config.yaml").read_text()
     for name, path in compiled.items():
@@ -105,7 +110,7 @@ def test_pods_get_the_ssh_secret_and_config_map_the_manifests_create(compiled):
             assert cm["configMapName"] in manifests and cm["optional"] is True
             assert {e["envVar"] for e in cm["keyToEnv"]} == {"MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE"}
             mounts = settings.get("secretAsVolume", [])
-            if ex == "exec-slurm-train-model":
+            if ex.startswith("exec-slurm-"):
                 assert [(m["secretName"], m["mountPath"]) for m in mounts] == [("latxa-slurm-ssh", "/tmp/.ssh")]
                 assert "secretName: latxa-slurm-ssh" in manifests and "mountPath: /tmp/.ssh" in manifests
             else:

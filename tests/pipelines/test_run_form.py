@@ -83,7 +83,9 @@ def test_runs_show_their_outputs_in_the_dashboard(specs):
         outputs = spec["components"]["comp-compare-variants"]["outputDefinitions"]["artifacts"]
         assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
             "table": "system.Markdown", "page": "system.HTML", "scores": "system.Metrics"}
-        ev = spec["components"]["comp-evaluate-model"]["outputDefinitions"]["artifacts"]
+        # the SLURM pipelines evaluate as a cluster job (slurm-evaluate-model); its scores show the same way
+        evaluate = "comp-slurm-evaluate-model" if name.endswith("-slurm") else "comp-evaluate-model"
+        ev = spec["components"][evaluate]["outputDefinitions"]["artifacts"]
         assert ev["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
 
 

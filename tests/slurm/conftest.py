@@ -53,3 +53,87 @@ def bridge(slurm_cluster, latxa_home):
 
     return SlurmBridge("local")
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stand-ins for what only Leonardo has: the backbones under their real Hugging Face names, and the raw data under
+# the production config's real file names. Small and built once per session.
+# ---------------------------------------------------------------------------------------------------------------
+BACKBONES = {   # name -> (seed, instruct?)
+    "meta-llama/Llama-3.1-8B": (101, False),
+    "HiTZ/Latxa-Llama-3.1-8B": (102, False),
+    "meta-llama/Llama-3.1-8B-Instruct": (103, True),
+    "meta-llama/Llama-3.1-70B-Instruct": (104, True),
+}
+# a released variant: branches of HiTZ/Latxa-Llama-3.1-8B-Instruct, as the reference published them
+RELEASED = ("HiTZ/Latxa-Llama-3.1-8B-Instruct", {"main": 105, "exp_2_101": 106})
+CORPUS_SOURCES = ["hplt-v1", "booktegi", "culturax", "egunkaria", "wikipedia", "euscrawl-v1.1", "colossal-oscar"]
+
+
+def _snapshot(hub: Path, name: str, refs: dict[str, int], tiny: Path, instruct: bool) -> None:
+    """One repo in the hub cache layout: models--org--name/{refs/<rev>, snapshots/<sha>/} with random weights."""
+    import hashlib
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    repo = hub / ("models--" + name.replace("/", "--"))
+    for rev, seed in refs.items():
+        sha = hashlib.sha1(f"{name}@{rev}".encode()).hexdigest()
+        snap = repo / "snapshots" / sha
+        snap.mkdir(parents=True, exist_ok=True)
+        for f in tiny.iterdir():
+            if f.suffix != ".safetensors" and f.is_file():
+                shutil.copy2(f, snap / f.name)
+        cfg = json.loads((snap / "tokenizer_config.json").read_text())
+        if instruct:
+            cfg["eos_token"] = "<|eot_id|>"
+        else:   # base models ship no chat template; the study forces Llama-3.1-Instruct's
+            cfg.pop("chat_template", None)
+            (snap / "chat_template.jinja").unlink(missing_ok=True)
+            cfg["eos_token"] = "<|end_of_text|>"
+        (snap / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
+        torch.manual_seed(seed)
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny)).save_pretrained(snap, safe_serialization=True)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / rev).write_text(sha)
+
+
+@pytest.fixture(scope="session")
+def standin_hf_home(tiny_model, tmp_path_factory) -> Path:
+    """An HF_HOME whose hub cache holds small random Llamas under the study's real names (and a released variant with
+    branches main and exp_2_101)."""
+    home = tmp_path_factory.mktemp("hf_home")
+    hub = home / "hub"
+    for name, (seed, instruct) in BACKBONES.items():
+        _snapshot(hub, name, {"main": seed}, tiny_model, instruct)
+    _snapshot(hub, RELEASED[0], RELEASED[1], tiny_model, True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def standin_data_root(tmp_path_factory) -> Path:
+    """A LATXA_DATA_ROOT with the production configs' real file names, filled from the shipped samples."""
+    from latxa.paths import SAMPLE_DATA
+
+    root = tmp_path_factory.mktemp("data_root")
+    inst, pre = root / "InstructDatasets", root / "PretrainDatasets"
+    inst.mkdir()
+    pre.mkdir()
+    eu = (SAMPLE_DATA / "instructions" / "eu.jsonl").read_text().splitlines()
+    en = (SAMPLE_DATA / "instructions" / "en.jsonl").read_text().splitlines()
+    corpus = (SAMPLE_DATA / "corpus" / "eu_corpus.jsonl").read_text().splitlines()
+
+    def write(path: Path, lines: list[str]) -> None:
+        path.write_text("\n".join(lines) + "\n")
+
+    write(inst / "Magpie-Llama-3.1-8B-Instruct-Filtered-translated-1M-cleaned.jsonl", eu[:60])
+    write(inst / "Magpie-Llama-3.1-8B-Instruct-Filtered-1M-cleaned.jsonl", en[:40])
+    write(inst / "Magpie-Llama-3.1-70B-Instruct-Filtered-1M.jsonl", en[20:60])
+    write(inst / "AYA.jsonl", eu[600:612])
+    write(inst / "Magpie-Ultra-1K.jsonl", en[50:62])
+    for i, src in enumerate(CORPUS_SOURCES):
+        write(pre / f"Latxa_{src}_train.jsonl", corpus[i * 8:(i + 1) * 8])
+    return root

@@ -109,7 +109,13 @@ def test_job_array(bridge, tmp_path):
 
 
 def test_array_tasks_lost_to_a_node_failure_are_resubmitted_alone(bridge, tmp_path):
-    """A sweep whose one task dies with its node (NODE_FAIL) reruns that task only; the finished ones stay done."""
+    """A sweep whose one task dies with its node (NODE_FAIL) reruns that task only; the finished ones stay done.
+
+    This is the client-side fallback (`wait --resubmit`) for jobs SLURM does not requeue itself: the profile here
+    has `requeue: false` (the shipped profiles say true, and SLURM then requeues a node failure on its own)."""
+    from latxa.slurm.bridge import SlurmBridge
+
+    bridge = SlurmBridge(bridge.profile.model_copy(update={"requeue": False}))
     marker = tmp_path / "task1-started"
     code = (f"if [ $SLURM_ARRAY_TASK_ID = 1 ] && [ ! -e {marker} ]; then touch {marker}; sleep 600; fi; "
             f"echo ran >> {tmp_path}/ran$SLURM_ARRAY_TASK_ID")

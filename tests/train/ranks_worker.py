@@ -2,10 +2,12 @@
 
     torchrun --nproc_per_node 2 ranks_worker.py load  PLAN_JSON OUT
     torchrun --nproc_per_node 2 ranks_worker.py train PLAN_JSON OUT
+    torchrun --nproc_per_node 2 ranks_worker.py heldout PLAN_JSON OUT
 
 ``load`` writes the full (gathered) state dict of the FSDP-loaded model to OUT/loaded.pt; ``train`` runs the
 plan with :class:`~latxa.components.train.loop.TrainRecipe` and merges every rank's checkpoint folders into
-OUT/step-N (as Ray Train's storage does).
+OUT/step-N (as Ray Train's storage does); ``heldout`` sets the recipe up and runs its step-end hook once at a step
+where the held-out loss is due, writing the metrics it produced to OUT/heldout.json.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ def main() -> None:
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if ctx.rank == 0:
             torch.save({"state": full, "local_numel": local}, out / "loaded.pt")
+    elif mode == "heldout":
+        recipe = TrainRecipe(plan, ctx).setup()
+        seen: dict = {}
+        recipe.metrics.add = lambda _step, values: seen.update(values)
+        recipe.on_step_end(recipe.heldout.every, None)
+        if ctx.rank == 0:
+            (out / "heldout.json").write_text(json.dumps(seen))
     else:
         report = TrainRecipe(plan, ctx).setup().train()
         if ctx.rank == 0:

@@ -133,3 +133,49 @@ def test_fsdp_resume_continues_exactly(plans, trained, tmp_path):
     y = load_file(str(export_checkpoint(trained["fsdp"] / "step-00000004", tmp_path / "y", base_model=base,
                                         dtype="float32") / "model.safetensors"))
     assert max(float((x[k] - y[k]).abs().max()) for k in x) <= 1e-6
+
+
+@pytest.mark.parametrize("wrap", [{"fsdp": "full_shard"}, {"deepspeed_stage": 3}, {}], ids=["fsdp", "zero3", "ddp"])
+def test_heldout_loss_runs_through_the_wrapped_model(wrap, plans, tiny_model, latxa_home, tmp_path):
+    """The held-out loss goes through the wrapped model as training does: under FSDP2 the root module's hooks
+    unshard the embeddings, final norm and LM head, under ZeRO-3 each module gathers its own. On 2 ranks it equals
+    the loss of the plain, unsharded model computed in this process."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from latxa.components.data import prepare
+    from latxa.components.train.data import packed_attention_mask
+    from latxa.components.train.heldout import HeldoutEval, token_losses
+    from latxa.components.train.loss import shifted_targets
+    from latxa.paths import SAMPLE_DATA
+
+    assert latxa_home.is_dir()
+    cfg = tmp_path / "data.yaml"
+    eu = SAMPLE_DATA / "instructions" / "eu.jsonl"
+    cfg.write_text(f"sources:\n  inst_eu: {{kind: chat, files: ['{eu}']}}\n"
+                   f"heldout:\n  aya_eu: {{kind: chat, files: ['{eu}']}}\n")
+    sets = tmp_path / "heldout"
+    prepare("exp_1_010", sets / "aya_eu", config=cfg, tokenizer=tiny_model, sources=["aya_eu"], num_proc=1,
+            progress=False, seq_len=plans["fsdp"].seq_len)
+    plan = plan_training(TrainJob(variant=VARIANT, data_dir=plans["fsdp"].data_dir, model_dir=tiny_model,
+                                  num_workers=2, max_steps=4, track=False, heldout=sets, evals_per_epoch=2,
+                                  out_dir=tmp_path / "run", **wrap))
+    assert plan.heldout
+    assert (plan.fsdp, plan.deepspeed_stage) == (wrap.get("fsdp", "none"), wrap.get("deepspeed_stage", 0))
+    out = tmp_path / "ranks"
+    torchrun("heldout", plan, out)
+    got = json.loads((out / "heldout.json").read_text())
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
+
+    def losses_of(batch):
+        pos = batch["position_ids"]
+        hidden = model.model(input_ids=batch["input_ids"], attention_mask=packed_attention_mask(pos, torch.float32),
+                             position_ids=pos).last_hidden_state
+        targets = shifted_targets(batch["labels"]).reshape(-1)
+        return token_losses(hidden.reshape(-1, hidden.shape[-1]), model.lm_head, targets, 0), targets
+
+    want = HeldoutEval(plan, 0, 1, torch.device("cpu"), reduce=lambda v: v).run(model, losses_of)
+    assert set(got) == set(want) == {"eval_loss", "eval_loss.aya_eu", "eval_token_loss.aya_eu"}
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), key

@@ -110,7 +110,13 @@ def test_leonardo_profiles_shard_as_the_reference():
     assert mesh_shape(p8.fsdp, p8.num_workers, p8.shard_group_size) == (32, 4)
     assert (p70.fsdp, p70.offload_optimizer, p70.shard_group_size) == ("full_shard", False, 256)
     assert mesh_shape(p70.fsdp, p70.num_workers, p70.shard_group_size) == (1, 256)
-    assert p8.bucket_mb != 50 and p70.bucket_mb != 50 and p8.cpus_per_worker == 8
+    assert p8.bucket_mb != 50 and p70.bucket_mb != 50
+    # Ray on each node offers the SLURM task's CPUs (the reference's --cpus-per-task 16): the node's workers fit
+    from latxa.slurm.profiles import load_profile
+
+    for target, name in ((p8, "leonardo-8b"), (p70, "leonardo-70b")):
+        site = load_profile(name)
+        assert target.cpus_per_worker * site.gpus_per_node <= site.cpus_per_task and target.cpus_per_worker > 1, name
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -70,4 +70,44 @@ def register(app: typer.Typer) -> None:
 
         emit_json({"manifest": read_manifest(path), "stats": read_stats(path)})
 
+    @group.command(
+        "clean",
+        help="Write the '-cleaned' copy of Magpie instruction files the reference's 8B configs name: drops the "
+        "conversations whose conversation_id starts with translation_ (the reference README's advice) and normalises "
+        "roles to user/assistant. Prints read = written + dropped." + example(
+            "latxa data clean Magpie-Llama-3.1-8B-Instruct-Filtered-1M.jsonl "
+            "--out $WORK/latxa/datasets/InstructDatasets/Magpie-Llama-3.1-8B-Instruct-Filtered-1M-cleaned.jsonl"),
+    )
+    def clean(
+        inputs: list[Path] = typer.Argument(..., help="JSONL or Parquet files (the HF dataset's export)."),
+        out: Path = typer.Option(..., "--out", help="The cleaned JSONL file."),
+        drop_prefix: Optional[list[str]] = typer.Option(None, "--drop-id-prefix", help="conversation_id prefixes "
+                                                        "to drop (default: translation_)."),
+    ) -> None:
+        from latxa.components.data.reference_sets import clean_instructions
+
+        c = clean_instructions(list(inputs), out, drop_id_prefixes=tuple(drop_prefix or ["translation_"]))
+        typer.echo(f"{out}: read {c['read']} = written {c['written']} + dropped {c['dropped']} {c['reasons']}")
+
+    @group.command(
+        "heldout",
+        help="Build a held-out set of the reference from local copies of its source: 'aya' (CohereForAI/aya_dataset "
+        "train+test, Basque) -> AYA.jsonl, or 'magpie-ultra' (argilla/magpie-ultra-v0.1, deduplicated, seed-33 "
+        "sample of 1000) -> Magpie-Ultra-1K.jsonl." + example(
+            "latxa data heldout aya aya_train.parquet aya_test.parquet --out $WORK/latxa/datasets/InstructDatasets/AYA.jsonl"),
+    )
+    def heldout(
+        which: str = typer.Argument(..., help="aya or magpie-ultra"),
+        inputs: list[Path] = typer.Argument(..., help="JSONL or Parquet files of the source dataset."),
+        out: Path = typer.Option(..., "--out", help="The JSONL file to write."),
+    ) -> None:
+        from latxa.components.data.reference_sets import build_aya, build_magpie_ultra
+        from latxa.components.data.sources import DataError
+
+        builders = {"aya": build_aya, "magpie-ultra": build_magpie_ultra}
+        if which not in builders:
+            raise DataError(f"Unknown held-out set '{which}' (known: aya, magpie-ultra).")
+        c = builders[which](list(inputs), out)
+        typer.echo(f"{out}: read {c['read']} = written {c['written']} + dropped {c['dropped']} {c['reasons']}")
+
     app.add_typer(group, name="data")

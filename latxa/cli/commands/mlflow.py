@@ -53,12 +53,29 @@ def register(app: typer.Typer) -> None:
         if info is None:
             sys.exit(1)
 
-    @group.command("sync", help="Push metrics buffered locally while the tracking server was unreachable."
-                   + example("latxa mlflow sync"))
-    def sync(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
+    @group.command("sync", help="Push metrics buffered locally while the tracking server was unreachable; with --from, "
+                   "copy an MLflow file store (what Leonardo's jobs log to) into the tracking server: runs, metric "
+                   "histories, artifacts, nesting and registered model versions, only what is new."
+                   + example("latxa mlflow sync --from file:$WORK/latxa/mlruns --tracking-uri http://mlflow.example.org"))
+    def sync(tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+             source: Optional[str] = typer.Option(None, "--from", help="A file store to copy from (file:/path/mlruns)."),
+             no_artifacts: bool = typer.Option(False, "--no-artifacts", help="--from: copy runs without their artifacts."),
+             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json")) -> None:
         from latxa.components import tracking
 
         uri = tracking.check_reachable(tracking_uri)
+        if source:
+            from latxa.components.tracking_sync import sync_store
+
+            report = sync_store(source, uri, artifacts=not no_artifacts,
+                                progress=None if fmt == OutputFormat.json else (lambda m: typer.echo(f"copied {m}", err=True)))
+            if fmt == OutputFormat.json:
+                emit_json(report.as_dict())
+            else:
+                typer.echo(f"{source} -> {uri}: {report.runs_copied} run(s) copied ({report.metrics} metric values), "
+                           f"{report.runs_skipped} already there; {report.versions_copied} model version(s) copied, "
+                           f"{report.versions_skipped} already there")
+            return
         sent = tracking.sync_buffers(uri)
         left = sorted(p.stem for p in tracking.buffer_dir().glob("*.jsonl"))
         for run_id, n in sent.items():

@@ -26,7 +26,10 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, "--data", help="Packed dataset folder from `latxa data prepare`."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, run.json, exported model/."),
         profile: str = typer.Option("local", "--profile", help="Target profile from the study config (local, leonardo-8b, ...)."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Base model folder (default: the tiny offline model)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Base model: a folder or a Hugging Face name "
+                                            "resolved offline from HF_HOME, e.g. meta-llama/Llama-3.1-8B or "
+                                            "NAME@BRANCH (default: the tiny model on CPU, the variant's backbone on GPU)."),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of a --model name."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
         tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (sqlite:///... or http://host:port)."),
         config: Optional[Path] = typer.Option(None, "--config", help="Study YAML (default: the shipped study.yaml)."),
@@ -37,6 +40,18 @@ def register(app: typer.Typer) -> None:
                                                         help="Rows per optimizer step; sets grad accumulation (must be a multiple of workers x micro batch)."),
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N steps."),
+        saves_per_epoch: Optional[int] = typer.Option(None, "--saves-per-epoch", help="Checkpoints per epoch (reference: 4; 70B 5)."),
+        checkpoint_minutes: Optional[float] = typer.Option(None, "--checkpoint-minutes", help="Also checkpoint every M minutes of training."),
+        heldout: Optional[Path] = typer.Option(None, "--heldout", help="Prepared held-out set(s) (a folder of them) for the "
+                                               "loss during training (`latxa study prepare` writes DATA/heldout)."),
+        evals_per_epoch: Optional[int] = typer.Option(None, "--evals-per-epoch", help="Held-out loss this many times per epoch "
+                                                      "(reference: 4; 70B 5)."),
+        smoke: bool = typer.Option(False, "--smoke", help="Apply the study config's smoke overrides (a few steps)."),
+        backend: Optional[str] = typer.Option(None, "--backend", help="cpu: run a GPU profile on CPU workers (rehearsals)."),
+        pg_timeout: Optional[int] = typer.Option(None, "--pg-timeout", help="torch.distributed process-group timeout "
+                                                 "in seconds (Ray's default: 1800)."),
+        no_export: bool = typer.Option(False, "--no-export", help="Train and checkpoint only; export (`latxa train "
+                                       "export`) and registration (`latxa model register`) run as their own steps."),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (default latxa-instruct)."),
         parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow sweep run this run belongs to (tag latxa.sweep_run)."),
         no_register: bool = typer.Option(False, "--no-register", help="Do not register the exported model."),
@@ -53,11 +68,14 @@ def register(app: typer.Typer) -> None:
             raise LatxaError(f"`latxa train` needs {', '.join(missing)} (see `latxa train --help`).")
         from latxa.components.train.plan import TrainJob, plan_training
 
-        job = TrainJob(variant=variant, data_dir=data, out_dir=out, model_dir=model, profile=profile, config_path=config,
-                       resume=resume, tracking_uri=tracking_uri, experiment=experiment, parent_run_id=parent_run_id,
-                       register=not no_register, track=not no_track, num_workers=num_workers,
-                       deepspeed_stage=deepspeed_stage, fsdp=fsdp, global_batch_size=global_batch_size, max_steps=max_steps,
-                       checkpoint_every=checkpoint_every)
+        job = TrainJob(variant=variant, data_dir=data, out_dir=out, model=model, revision=revision, profile=profile,
+                       config_path=config, resume=resume, tracking_uri=tracking_uri, experiment=experiment,
+                       parent_run_id=parent_run_id, register=not no_register and not no_export, track=not no_track,
+                       num_workers=num_workers, deepspeed_stage=deepspeed_stage, fsdp=fsdp,
+                       global_batch_size=global_batch_size, max_steps=max_steps, checkpoint_every=checkpoint_every,
+                       saves_per_epoch=saves_per_epoch, checkpoint_minutes=checkpoint_minutes, heldout=heldout,
+                       evals_per_epoch=evals_per_epoch, smoke=smoke, backend=backend, pg_timeout_s=pg_timeout,
+                       export=not no_export)
         if dry_run:
             emit_json(plan_training(job).to_dict())
             return
@@ -68,8 +86,9 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
             return
         m = result.metrics
+        where = f"model exported to {result.model_dir}" if result.model_dir else f"checkpoint {result.checkpoint_dir}"
         typer.echo(f"trained {result.variant}: {m.get('step')} steps, loss {m.get('first_loss', float('nan')):.4f} -> "
-                   f"{m.get('loss', float('nan')):.4f}; model exported to {result.model_dir}")
+                   f"{m.get('loss', float('nan')):.4f}; {where}")
         if result.mlflow_run_id:
             typer.echo(f"MLflow run {result.mlflow_run_id} at {result.tracking_uri}"
                        + (f"; registered {result.registered_model} v{result.model_version}" if result.registered_model else ""))
