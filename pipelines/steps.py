@@ -1,7 +1,7 @@
 """The KFP v2 components of the study: one set, used by the pipelines in ``study.py`` and by users' own pipelines.
 
 - ``prepare_data``: data preparation for one variant (a packed ``Dataset`` + its ``Metrics``);
-- ``train_variant``: Ray Train + DeepSpeed on this machine or pod (a ``Model`` + ``Metrics``);
+- ``train_variant``: Ray Train (FSDP2, DeepSpeed ZeRO or DDP, by profile) on this machine or pod (a ``Model`` + ``Metrics``);
 - ``slurm_prepare_data``, ``slurm_train_model``, ``slurm_export_model``, ``slurm_evaluate_model``,
   ``slurm_register_model``: the chain as SLURM jobs on the cluster (Leonardo, or the local test cluster), passing
   ``slurm://`` references to the cluster's files between them (``latxa.slurm.kfp_bridge``);

@@ -127,7 +127,7 @@ def evaluate_and_log(target: str, suite: str, out: str | Path, *, limit: int | N
                      tracking_uri: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
                      extra_tags: dict | None = None, run_options: dict | None = None) -> EvalStep:
     """lm-eval on ``target`` into ``out``, aggregated, and (with ``log``) logged as a nested MLflow run: the one
-    body behind both KFP wrappers (components/kfp/eval.py and the study pipelines' evaluate step).
+    body behind the pipelines' evaluate step (``latxa.pipelines.steps.evaluate_model``).
     ``run_options`` go to :func:`latxa.components.eval.runner.run_eval` as they are (``datasets``, ``batch_size``,
     ``backend``, ``revision``, ``kind``, ``resume``, ...)."""
     from latxa.components.eval.aggregate import aggregate

@@ -12,7 +12,7 @@ from latxa.cli.commands._common import OutputFormat, emit_json, example
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
-        help="Train a variant with Ray Train + DeepSpeed (checkpoints, exact resume, MLflow), export it to a "
+        help="Train a variant with Ray Train (FSDP2, DeepSpeed ZeRO or DDP; checkpoints, exact resume, MLflow), export it to a "
         "Hugging Face folder and publish it." + example(
             "latxa train --variant exp_1_010 --data .latxa/data/exp_1_010 --out .latxa/runs/exp_1_010"),
         invoke_without_command=True,
