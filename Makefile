@@ -51,7 +51,7 @@ demo: venv
 	$(BIN)/latxa demo
 
 test: venv sysdeps arena-tools lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # ruff on the whole tree; the layer rules (pyproject.toml [tool.importlinter]) on the installed layout: the
 # wheel's own tree, where components/ really is latxa.components (import-linter reads packages from disk).

@@ -211,6 +211,14 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
     return uri
 
 
+def local_artifact_location(experiment: str, uri: str) -> str | None:
+    """Where a new experiment of a local store keeps its artifacts: under the state folder. None for a remote
+    server (it decides). Without it a SQLite store puts them in ``./mlruns`` of whatever the working directory is."""
+    if uri.startswith("sqlite:") or (is_http(uri) and local_server_uri() == uri):
+        return (default_artifact_root() / experiment).as_uri()
+    return None
+
+
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
     """Create the study's experiment if needed (artifacts under the state folder for local stores) and make sure it
     opens as a training study in the MLflow UI (:func:`present_experiment`); remember it as the last experiment
@@ -221,11 +229,8 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, uri: str | None = None) ->
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        location = None
-        if uri.startswith("sqlite:") or (is_http(uri) and local_server_uri() == uri):
-            location = (default_artifact_root() / name).as_uri()
         try:
-            client.create_experiment(name, artifact_location=location)
+            client.create_experiment(name, artifact_location=local_artifact_location(name, uri))
         except Exception:  # created concurrently by another step
             pass
         exp = client.get_experiment_by_name(name)

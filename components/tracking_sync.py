@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from latxa.components import tracking
 from latxa.errors import LatxaError
 
 TAG_SYNCED_FROM = "latxa.synced_from"
@@ -64,7 +65,8 @@ def sync_store(source_uri: str, dest_uri: str, *, artifacts: bool = True, experi
             continue
         report.experiments += 1
         dest_exp = dst.get_experiment_by_name(exp.name)
-        dest_exp_id = dest_exp.experiment_id if dest_exp else dst.create_experiment(exp.name, tags=exp.tags)
+        dest_exp_id = dest_exp.experiment_id if dest_exp else dst.create_experiment(
+            exp.name, artifact_location=tracking.local_artifact_location(exp.name, dest_uri), tags=exp.tags)
         done = {r.data.tags[TAG_SYNCED_FROM]: r.info.run_id
                 for r in dst.search_runs([dest_exp_id], filter_string=f"tags.`{TAG_SYNCED_FROM}` LIKE '{source_uri}#%'",
                                          max_results=50000)}

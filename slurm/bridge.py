@@ -503,6 +503,8 @@ class SlurmBridge:
         """
         job_id = safety.job_id(job_id)
         resubmit = self.profile.max_resubmits if resubmit is None else resubmit
+        if self.profile.max_poll_s is not None:
+            max_poll = min(max_poll, self.profile.max_poll_s)
         deadline = None if timeout is None else time.monotonic() + timeout
         attempts: list[str] = []
         delay = poll

@@ -160,6 +160,9 @@ class ClusterProfile(_Strict):
     ray_head_attempts: int = Field(3, gt=0)        # the head start is retried when Ray's raylet aborts
     sacct_completion: bool = False         # no slurmdbd: read finished jobs with `sacct -c` (jobcomp/filetxt)
     max_resubmits: int = Field(2, ge=0)    # client-side resubmissions by `wait` (TIMEOUT/PREEMPTED/NODE_FAIL)
+    # `wait` backs off to its caller's longest poll interval (30-60 s: spares a shared slurmctld); a cluster that
+    # answers at once (the local test cluster) caps it lower.
+    max_poll_s: float | None = Field(None, gt=0)
     # Surviving SLURM with nobody watching (inside the job, no client needed):
     signal_lead_s: int | None = Field(None, gt=0)   # --signal=B:USR1@lead: checkpoint, then requeue
     max_requeues: int = Field(3, ge=0)     # in-cluster requeues (scontrol requeue) per job, SLURM_RESTART_COUNT

@@ -56,14 +56,23 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path
     )
 
 
-@pytest.fixture(scope="session")
-def playwright():
-    """One Playwright driver for the whole session: the sync API refuses a second one while another is open (a
-    session-scoped browser in one folder would break a module-scoped one in another)."""
+@pytest.fixture(scope="module")
+def chromium(request):
+    """A headless Debian Chromium under Playwright's sync API for one test module (its ``CHROMIUM`` and
+    ``CHROMIUM_ARGS``). The sync API runs an event loop in this thread while it is open: a second driver refuses to
+    start and ``asyncio.run`` fails, so each module closes its own before the next runs (never session-scoped)."""
     from playwright.sync_api import sync_playwright
 
+    executable = getattr(request.module, "CHROMIUM", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.fail(f"{executable} is missing: run `make sysdeps` (apt-get install chromium).")
+    args = getattr(request.module, "CHROMIUM_ARGS", ["--headless", "--no-sandbox", "--disable-gpu"])
     with sync_playwright() as pw:
-        yield pw
+        browser = pw.chromium.launch(executable_path=executable, args=args, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture

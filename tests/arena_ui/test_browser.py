@@ -75,11 +75,9 @@ def arena_stack(tiny_model, tmp_path_factory):
     stack.stop(grace=10)
 
 
-@pytest.fixture(scope="session")
-def browser(arena_stack, playwright):
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
+@pytest.fixture(scope="module")
+def browser(arena_stack, chromium):
+    return chromium
 
 
 @pytest.fixture

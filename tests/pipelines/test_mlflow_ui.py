@@ -119,12 +119,8 @@ def test_compare_with_no_option_prints_the_table_and_the_mlflow_links(sweep):
 
 
 @pytest.fixture(scope="module")
-def browser(sweep, playwright):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: run `make sysdeps` (apt-get install chromium).")
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
+def browser(sweep, chromium):
+    return chromium
 
 
 def _page(browser, height: int = 950):

@@ -113,3 +113,31 @@ def test_cli_submit_gives_command_jobs_their_own_allocation(cli):
     for verb in ("prepare", "rehearse", "submit"):
         res = cli("study", verb, "--help")
         assert res.returncode == 0 and "Example" in res.stdout
+
+
+def test_wait_backs_off_on_leonardo_and_polls_often_on_the_local_cluster(monkeypatch):
+    """A waiting client spares Leonardo's shared slurmctld (the caller's backoff up to 30-60 s); the local test
+    cluster caps the interval (its squeue/sacct answer at once)."""
+    from latxa.slurm.bridge import JobStatus, SlurmBridge
+
+    assert all(load_profile(n).max_poll_s is None for n in LEONARDO)
+    assert load_profile("local").max_poll_s == 3
+    sleeps: list[float] = []
+
+    class Done(Exception):
+        pass
+
+    bridge = SlurmBridge(load_profile("local"))
+    bridge.status = lambda job_id: JobStatus(job_id=job_id, state="RUNNING", source="squeue")
+
+    def fake_sleep(s):
+        sleeps.append(s)
+        if len(sleeps) == 12:
+            raise Done
+
+    import latxa.slurm.bridge as mod
+
+    monkeypatch.setattr(mod.time, "sleep", fake_sleep)
+    with pytest.raises(Done):
+        bridge.wait("123", poll=1.0, max_poll=30.0)
+    assert max(sleeps) == 3 and sleeps[0] == 1.0

@@ -39,7 +39,9 @@ def test_sync_copies_a_file_store_once(file_store, tmp_path, cli):
     from mlflow.tracking import MlflowClient
 
     dest = f"sqlite:///{tmp_path / 'server.db'}"
-    res = cli("mlflow", "sync", "--from", file_store, "--tracking-uri", dest, "--format", "json")
+    home = tmp_path / "home"
+    res = cli("mlflow", "sync", "--from", file_store, "--tracking-uri", dest, "--format", "json",
+              env={"LATXA_HOME": str(home)})
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert (report["runs_copied"], report["metrics"], report["versions_copied"]) == (2, 7, 1)
@@ -51,6 +53,8 @@ def test_sync_copies_a_file_store_once(file_store, tmp_path, cli):
     assert [m.value for m in c.get_metric_history(parent.info.run_id, "loss")] == [7.0, 6.0, 5.0, 4.0, 3.0]
     assert parent.data.params["lr"] == "1e-05" and parent.info.status == "FINISHED"
     assert [a.path for a in c.list_artifacts(parent.info.run_id, "model")] == ["model/config.json"]
+    # a local destination keeps the artifacts under the state folder, never in ./mlruns of the working directory
+    assert parent.info.artifact_uri.startswith(home.resolve().as_uri() + "/")
     (mv,) = c.search_model_versions("name='latxa-70b-exp_2_101'")
     assert mv.run_id == parent.info.run_id
     again = json.loads(cli("mlflow", "sync", "--from", file_store, "--tracking-uri", dest, "--format", "json").stdout)
