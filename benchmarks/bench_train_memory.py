@@ -1,8 +1,17 @@
 """Host memory of training on CPU, in one run: sharded loading, maskless packed attention, chunked loss, streamed export.
 
-Each measurement runs in its own process (the attention and loss ones 3 times, alternating; medians) and reads the kernel's peak resident set (``ru_maxrss``) of that process,
+Each measurement runs in its own process (the attention, loss and export ones 3 times, alternating; medians) and reads the kernel's peak resident set (``ru_maxrss``) of that process,
 before and after the step measured; figures are the peak's rise over the process's resident set just before the
 step ("delta", what the step itself costs), and the whole peak ("total", imports included).
+
+The attention, loss and export steps run twice over: with glibc's malloc as it comes, and with its mmap threshold fixed
+at 128 KiB (``MALLOC_MMAP_THRESHOLD_``). By default glibc raises that threshold as large blocks are freed (up to
+32 MiB), so freed activation buffers stay in the heap and the resident peak carries whatever the allocator kept:
+that figure moves by up to 170 MiB between runs of the same step. With the threshold fixed, every tensor buffer of
+128 KiB or more is mapped on allocation and returned on free, so the resident peak is the peak of live tensors
+(the CPU counterpart of ``torch.cuda.max_memory_allocated``, which is what bounds a GPU). The headline ratios use
+the fixed threshold; the default-malloc ratios are reported beside them. ``--tensor-check`` adds one run of each
+attention path under torch's memory profiler, whose peak of live tensors confirms the fixed-threshold figure.
 
 1. load: a Llama-shaped model of about 0.5e9 parameters saved in bf16. Baseline: one process loading it whole
    (the old loop's ``from_pretrained`` in fp32: what every rank did). Sharded: 2 ranks (torchrun, gloo), FSDP2
@@ -14,9 +23,9 @@ step ("delta", what the step itself costs), and the whole peak ("total", imports
 3. loss: 2048 tokens at vocab 128,256 (hidden 512): the chunked (fused) linear cross-entropy with chunks of 128 tokens (1/16 of
    the tokens, as 1024 of a 2 x 8192 micro-batch in production) vs full fp32 logits (goal <= 0.25).
 4. export: the sharded run's FSDP checkpoint (torch.distributed.checkpoint) streamed to bf16 safetensors shards;
-   peak / largest shard (goal <= 1.5).
+   peak / largest shard (goal <= 1.5), 3 runs under each malloc.
 
-    .venv/bin/python benchmarks/bench_train_memory.py [--json out.json]
+    .venv/bin/python benchmarks/bench_train_memory.py [--json out.json] [--tensor-check]
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +128,7 @@ def _packed_row(seq_len: int, vocab: int, seed: int):
     return ids, ids.clone(), torch.tensor([pos])
 
 
-def step_attention(masked: bool) -> dict:
+def step_attention(masked: bool, tensor_check: bool = False) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -138,17 +148,40 @@ def step_attention(masked: bool) -> dict:
     rows = [_packed_row(8192, 2048, seed) for seed in (0, 1)]                 # micro-batch 2 x 8192, as the study
     ids, labels, pos = (torch.cat([r[i] for r in rows]) for i in range(3))
     targets = shifted_targets(labels).reshape(-1)
+
+    def forward_backward():
+        if masked:   # today's loop: the mask is built per micro-batch, so it is part of the cost
+            loss = model(input_ids=ids, position_ids=pos, targets=targets,
+                         attention_mask=packed_attention_mask(pos, torch.float32))
+        else:
+            loss = model(input_ids=ids.reshape(1, -1), position_ids=pos.reshape(1, -1), targets=targets,
+                         **packed_kwargs(pos))
+        loss.backward()
+        return loss
+
+    if tensor_check:
+        return {"tensor_peak_mib": _profiled_tensor_peak(forward_backward) / MIB}
     before = rss()
-    if masked:   # today's loop: the mask is built per micro-batch, so it is part of the cost
-        loss = model(input_ids=ids, position_ids=pos, targets=targets,
-                     attention_mask=packed_attention_mask(pos, torch.float32))
-    else:
-        loss = model(input_ids=ids.reshape(1, -1), position_ids=pos.reshape(1, -1), targets=targets,
-                     **packed_kwargs(pos))
-    loss.backward()
+    start = time.perf_counter()
+    loss = forward_backward()
+    seconds = time.perf_counter() - start
     out = measured(before)
+    out["seconds"] = seconds
     out["loss"] = float(loss.detach()) / int((targets != -100).sum())
     return out
+
+
+def _profiled_tensor_peak(fn) -> int:
+    """Peak bytes of live CPU tensors while ``fn()`` runs, from torch's memory profiler (allocator-independent)."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline  # private, but the only per-tensor timeline
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        fn()
+    _times, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+    return int(np.asarray(sizes).sum(axis=1).max())
 
 
 def step_loss(chunked: bool) -> dict:
@@ -191,15 +224,21 @@ def step_export(work: Path) -> dict:
 
 STEPS = {"build": step_build, "load_whole": step_load_whole, "load_sharded": step_load_sharded,
          "attention_masked": lambda _w: step_attention(True), "attention_maskless": lambda _w: step_attention(False),
+         "attention_masked_tensors": lambda _w: step_attention(True, tensor_check=True),
+         "attention_maskless_tensors": lambda _w: step_attention(False, tensor_check=True),
          "loss_full": lambda _w: step_loss(False), "loss_chunked": lambda _w: step_loss(True),
          "export": step_export}
 
 
-def run_step(name: str, work: Path) -> dict:
-    print(f"{name} ...", flush=True)
+# glibc: a fixed mmap threshold maps every block >= 128 KiB on allocation and unmaps it on free (see the docstring)
+TENSOR_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def run_step(name: str, work: Path, env: dict | None = None) -> dict:
+    print(f"{name}{' (fixed mmap threshold)' if env else ''} ...", flush=True)
     res = work / f"{name}.json"
     cmd = [sys.executable, __file__, "--step", name, "--work", str(work), "--out", str(res)]
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, **(env or {})})
     return json.loads(res.read_text())
 
 
@@ -213,22 +252,40 @@ def run_sharded(work: Path) -> list[dict]:
     return [json.loads((work / f"load_sharded.json.rank{r}").read_text()) for r in (0, 1)]
 
 
-def measure(work: Path) -> dict:
+SMALL_STEPS = ("attention_masked", "attention_maskless", "loss_full", "loss_chunked")
+
+
+def measure(work: Path, tensor_check: bool = False) -> dict:
     """Every step in fresh processes under ``work``; the results and their ratios."""
     os.environ["LATXA_HOME"] = str(work / "home")
     res: dict = {"build": run_step("build", work)}
     res["load_whole"] = run_step("load_whole", work)
     res["load_sharded"] = run_sharded(work)
-    # the small steps alternate 3 times (fresh processes): the median, and the spread, of each
-    for name in ("attention_masked", "attention_maskless", "loss_full", "loss_chunked"):
-        res[name + "_runs"] = []
+    # the small steps alternate 3 times (fresh processes), under both mallocs: the median, and the spread, of each
+    variants = {"": TENSOR_MALLOC, "_glibc_default": None}
+    for name in SMALL_STEPS:
+        for suffix in variants:
+            res[name + suffix + "_runs"] = []
     for _ in range(3):
-        for name in ("attention_masked", "attention_maskless", "loss_full", "loss_chunked"):
-            res[name + "_runs"].append(run_step(name, work))
-    for name in ("attention_masked", "attention_maskless", "loss_full", "loss_chunked"):
-        runs = sorted(res[name + "_runs"], key=lambda r: r["delta_mib"])
-        res[name] = {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
-    res["export"] = run_step("export", work)
+        for name in SMALL_STEPS:
+            for suffix, env in variants.items():
+                res[name + suffix + "_runs"].append(run_step(name, work, env))
+    for name in SMALL_STEPS:
+        for suffix in variants:
+            runs = sorted(res[name + suffix + "_runs"], key=lambda r: r["delta_mib"])
+            res[name + suffix] = {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
+    if tensor_check:
+        for name in ("attention_masked", "attention_maskless"):
+            res[name + "_tensors"] = run_step(name + "_tensors", work)
+    for suffix in variants:   # the export too: 3 runs under each malloc, alternating
+        res["export" + suffix + "_runs"] = []
+    for _ in range(3):
+        for suffix, env in variants.items():
+            shutil.rmtree(work / "export", ignore_errors=True)
+            res["export" + suffix + "_runs"].append(run_step("export", work, env))
+    for suffix in variants:
+        runs = sorted(res["export" + suffix + "_runs"], key=lambda r: r["delta_mib"])
+        res["export" + suffix] = {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
     worst_rank = max(r["peak_mib"] for r in res["load_sharded"])
     worst_rank_delta = max(r["delta_mib"] for r in res["load_sharded"])
     res["ratios"] = {
@@ -236,18 +293,30 @@ def measure(work: Path) -> dict:
         "load_delta_per_rank_vs_whole": worst_rank_delta / res["load_whole"]["delta_mib"],
         "attention_maskless_vs_mask_delta": res["attention_maskless"]["delta_mib"] / res["attention_masked"]["delta_mib"],
         "attention_maskless_vs_mask_peak": res["attention_maskless"]["peak_mib"] / res["attention_masked"]["peak_mib"],
+        "attention_maskless_vs_mask_delta_glibc_default": (res["attention_maskless_glibc_default"]["delta_mib"]
+                                                           / res["attention_masked_glibc_default"]["delta_mib"]),
+        "attention_maskless_vs_mask_seconds": res["attention_maskless"]["seconds"] / res["attention_masked"]["seconds"],
         "attention_loss_difference": abs(res["attention_maskless"]["loss"] - res["attention_masked"]["loss"]),
         "loss_chunked_vs_full_delta": res["loss_chunked"]["delta_mib"] / res["loss_full"]["delta_mib"],
         "loss_chunked_vs_full_peak": res["loss_chunked"]["peak_mib"] / res["loss_full"]["peak_mib"],
+        "loss_chunked_vs_full_delta_glibc_default": (res["loss_chunked_glibc_default"]["delta_mib"]
+                                                     / res["loss_full_glibc_default"]["delta_mib"]),
         "export_delta_vs_largest_shard": res["export"]["delta_mib"] / res["export"]["largest_shard_mib"],
         "export_peak_vs_largest_shard": res["export"]["peak_mib"] / res["export"]["largest_shard_mib"],
+        "export_delta_vs_largest_shard_glibc_default": (res["export_glibc_default"]["delta_mib"]
+                                                        / res["export_glibc_default"]["largest_shard_mib"]),
     }
+    if tensor_check:
+        res["ratios"]["attention_maskless_vs_mask_tensor_peak"] = (res["attention_maskless_tensors"]["tensor_peak_mib"]
+                                                                   / res["attention_masked_tensors"]["tensor_peak_mib"])
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--tensor-check", action="store_true",
+                    help="also measure each attention path's peak of live tensors with torch's memory profiler")
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -261,7 +330,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-mem-"))
     try:  # the work folder holds a few GiB of model shards: never leave it behind
-        res = measure(work)
+        res = measure(work, tensor_check=args.tensor_check)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(res, indent=2))
