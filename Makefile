@@ -50,8 +50,10 @@ sysdeps:
 demo: venv
 	$(BIN)/latxa demo
 
+# Two pytest sessions side by side: the SLURM tests (mostly waiting on the scheduler and job start-up) and the rest
+# (scripts/test_lanes.py; LATXA_TEST_LANES=1 for one session). Each lane prints its 25 slowest tests.
 test: venv sysdeps arena-tools lint
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python scripts/test_lanes.py --durations=25 $(PYTEST_ARGS)
 
 # ruff on the whole tree; the layer rules (pyproject.toml [tool.importlinter]) on the installed layout: the
 # wheel's own tree, where components/ really is latxa.components (import-linter reads packages from disk).

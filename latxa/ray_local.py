@@ -28,8 +28,11 @@ def start_ray(*, num_cpus: int | None = None, log_to_driver: bool = True, object
         return True
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_mb * 1024**2,
-                     log_to_driver=log_to_driver, configure_logging=False)
+            # "local": always a new cluster. Without it Ray joins the last `ray start` cluster of this machine (its
+            # address file in the Ray temp folder), someone else's on a shared login node, and refuses num_cpus
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=object_store_mb * 1024**2, log_to_driver=log_to_driver,
+                     configure_logging=False)
             return True
         except Exception as err:  # Ray raises a bare Exception here
             ray.shutdown()

@@ -22,6 +22,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the local SLURM cluster is marked ``slurm``, whatever its module says: `make test` runs
+    ``-m slurm`` and ``-m "not slurm"`` as two lanes side by side (scripts/test_lanes.py), and only the SLURM lane
+    may start the cluster."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def checkout_stays_clean():
     """No run writes into the checkout: MLflow 3 falls back to ``sqlite:///mlflow.db`` in the working directory
