@@ -87,3 +87,25 @@ def chromium(request):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def hostile_json() -> dict[str, str]:
+    """JSON lines a plain ``json.loads`` turns into a traceback (RecursionError; ValueError past Python's integer digit
+    limit) -> the words every JSONL reader's one-sentence refusal must hold."""
+    return {"[" * 100_000: "nested deeper than 64 levels",
+            '{"model_a": ' + "7" * 5000 + "}": "an integer with more than"}
+
+
+def _one_sentence(code: int, stderr: str, where: str, reason: str) -> None:
+    """Exit 2, no traceback, and stderr ends with one ``error: <where>: ...<reason>...`` line."""
+    assert code == 2, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {where}: ") and reason in last and len(last) < 400, last
+
+
+@pytest.fixture(scope="session")
+def one_sentence():
+    """one_sentence(exit_code, stderr, "file:line", reason): the CLI refused bad input the way rule 4 says."""
+    return _one_sentence

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable
 
 from latxa.errors import LatxaError
+from latxa.jsonl import iter_lines
 
 COLUMNS = ["id", "username", "user_language", "user_education", "timestamp", "model_a", "model_b", "conv_a",
            "conv_b", "winner", "winner_content", "winner_language"]
@@ -196,13 +197,7 @@ def _read_file(path: Path) -> Iterable[tuple[int, dict]]:
     opener = gzip.open if name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DatasetError(f"{path}:{n}: not valid JSON ({err.msg}).") from None
+            for n, row in iter_lines(fh, str(path), DatasetError):
                 if not isinstance(row, dict):
                     raise DatasetError(f"{path}:{n}: a vote must be a JSON object.")
                 yield n, row

@@ -12,7 +12,6 @@ Chatbot Arena approach), which `fit_bt_sklearn` implements as the baseline.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from latxa.errors import LatxaError
+from latxa.jsonl import iter_lines
 
 SCALE = 400.0
 ANCHOR = 1000.0
@@ -94,13 +94,8 @@ def load_votes_jsonl(path: str | Path) -> Votes:
 
     records, lines = [], []
     with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise VotesFileError(f"{path}:{n}: not valid JSON ({err.msg}).") from None
+        for n, record in iter_lines(fh, str(path), VotesFileError):
+            records.append(record)
             lines.append(n)
     return votes_from_records(records, str(path), lines)
 

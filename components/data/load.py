@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from latxa.components.data.sources import DataError
+from latxa.jsonl import JSONLineError, loads_line
 
 COLUMNS = ("input_ids", "labels", "position_ids")
 
@@ -14,11 +14,13 @@ def read_manifest(path: str | Path) -> dict:
     """The manifest of the prepared dataset at ``path``; :class:`DataError` (one sentence) unless it is complete."""
     path = Path(path)
     try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        manifest = loads_line((path / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} is not a prepared dataset (no manifest.json); run `latxa data prepare` first.") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}/manifest.json cannot be read as JSON: {str(err).splitlines()[0]}.") from None
+    except JSONLineError as err:
+        raise DataError(f"{path}/manifest.json:{err.line}: {err.reason}.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}/manifest.json cannot be read: {str(err).splitlines()[0]}.") from None
     if not isinstance(manifest, dict):
         raise DataError(f"{path}/manifest.json is not a prepared dataset's manifest (not a JSON object).")
     shards = manifest.get("shards", [])
@@ -34,11 +36,13 @@ def read_stats(path: str | Path) -> dict:
     """The ``stats.json`` of the prepared dataset at ``path``; :class:`DataError` (one sentence) if unreadable."""
     path = Path(path)
     try:
-        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
+        stats = loads_line((path / "stats.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} has no stats.json; it is not a complete prepared dataset.") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}/stats.json cannot be read as JSON: {str(err).splitlines()[0]}.") from None
+    except JSONLineError as err:
+        raise DataError(f"{path}/stats.json:{err.line}: {err.reason}.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}/stats.json cannot be read: {str(err).splitlines()[0]}.") from None
     if not isinstance(stats, dict):
         raise DataError(f"{path}/stats.json is not a JSON object.")
     return stats

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from latxa.components.data.sources import DataError
+from latxa.jsonl import iter_lines
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
@@ -53,13 +54,7 @@ def read_rows(paths: Iterable[str | Path]) -> Iterator[tuple[str, dict]]:
                 yield f"{path}:{i}", row
             continue
         with path.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{i}: malformed JSON ({err.msg}).") from None
+            for i, row in iter_lines(fh, str(path), DataError):
                 if not isinstance(row, dict):
                     raise DataError(f"{path}:{i}: expected a JSON object.")
                 yield f"{path}:{i}", row
@@ -69,10 +64,14 @@ def _write(out: Path, rows: Iterable[dict]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:   # rows are read as they are written: a bad input line stops here
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     return n
 

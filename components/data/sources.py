@@ -28,8 +28,6 @@ most ``sys.get_int_max_str_digits()`` digits, no lone surrogates (``"\\ud800"``)
 from __future__ import annotations
 
 import glob
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from latxa.errors import LatxaError
+from latxa.jsonl import MAX_DEPTH, JSONLineError, loads_line
 from latxa.yamlfile import load_yaml_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "data"
@@ -45,7 +44,7 @@ SOURCE_NAMES = ("corpus_eu", "inst_eu", "inst_en")
 ROLES = ("system", "user", "assistant")
 DEFAULT_MAX_RECORD_BYTES = 4 << 20   # per record: ~1M tokens, ~0.75 GB in the tokenizer (a 50 MB line took 7 GB)
 MAX_RECORD_BYTES = 256 << 20         # the most a data config may allow
-MAX_JSON_DEPTH = 64                  # a record's JSON nesting (a conversation needs 3)
+MAX_JSON_DEPTH = MAX_DEPTH           # a record's JSON nesting (a conversation needs 3)
 MAX_WEIGHT = 32                      # copies per document; each copy of a range is a task held in memory
 
 
@@ -203,35 +202,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _deeper_than(obj: Any, limit: int) -> bool:
-    stack = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
-
-
 def _loads(line: str) -> Any:
-    too_deep = RecordError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the per-record limit)")
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise RecordError(f"malformed JSON ({err.msg} at column {err.colno})") from None
-    except RecursionError:
-        raise too_deep from None
-    except ValueError as err:  # Python refuses to convert integers above its digit limit
-        if "integer string conversion" in str(err):
-            raise RecordError(f"an integer with more than {sys.get_int_max_str_digits()} digits "
-                              "(the per-record limit)") from None
-        raise RecordError(f"malformed JSON ({err})") from None
-    # cheap test first: only a record with many brackets can be deep
-    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and isinstance(row, (dict, list)) \
-            and _deeper_than(row, MAX_JSON_DEPTH):
-        raise too_deep
-    return row
+        return loads_line(line, MAX_JSON_DEPTH)
+    except JSONLineError as err:
+        raise RecordError(err.reason) from None
 
 
 def _checked_text(text: str, what: str) -> str:

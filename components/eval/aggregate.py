@@ -13,7 +13,6 @@ models' ``eus_exams_eu``); ``fill_groups=True`` derives it from its leaf subtask
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Iterable
 
 from latxa.components.eval.errors import EvalError
 from latxa.components.eval.registry import LANGUAGES, Benchmark, Registry, default_registry
+from latxa.jsonl import JSONLineError, loads_line
 
 
 @dataclass
@@ -39,9 +39,9 @@ def read_results_file(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as err:
         raise EvalError(f"{path}: cannot read the results file ({err}).") from err
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise EvalError(f"{path}:{err.lineno}: not lm-eval results JSON (invalid JSON: {err.msg}).") from err
+        data = loads_line(text)
+    except JSONLineError as err:
+        raise EvalError(f"{path}:{err.line}: not lm-eval results JSON: {err.reason}.") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise EvalError(f"{path}:1: not lm-eval results JSON (no 'results' object of task -> metrics).")
     for task, metrics in data["results"].items():

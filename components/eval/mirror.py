@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from latxa.components.eval.errors import EvalError
+from latxa.jsonl import iter_lines
 
 MIRROR_ENV = "LATXA_EVAL_DATASETS"
 BIAS_ENV = "LATXA_BIAS_DATA"
@@ -111,13 +112,7 @@ def read_jsonl(path: Path) -> list[dict]:
     rows = []
     try:
         with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise EvalError(f"{path}:{lineno}: invalid JSON ({err.msg}).") from err
+            for lineno, row in iter_lines(fh, str(path), EvalError):
                 if not isinstance(row, dict):
                     raise EvalError(f"{path}:{lineno}: a row must be a JSON object.")
                 rows.append(row)
@@ -290,14 +285,16 @@ def fetch(refs: list[DatasetRef], to: str | Path, *, source: str | Path | None =
             if not bias_data:
                 report.skipped.append({**ref.as_dict(), "reason": "not public: pass --bias-data DIR to copy it"})
                 continue
-            for _, rel in ref.data_files:
+            rows = {}
+            for split, rel in ref.data_files:
                 src = Path(bias_data).expanduser() / rel
                 if not src.is_file():
                     raise EvalError(f"{src}: bias data file not found (needed by {ref.tasks[0]}).")
+                rows[split] = len(read_jsonl(src))   # checked before it is copied: errors name the user's file
                 dst = to / LOCAL_FILES / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
-            report.datasets.append({**ref.as_dict(), "rows": {s: len(read_jsonl(to / LOCAL_FILES / p)) for s, p in ref.data_files}})
+            report.datasets.append({**ref.as_dict(), "rows": rows})
             continue
         src_path, src_name = FETCH_FROM.get((ref.path, ref.name), (ref.path, ref.name))
         where = str(Path(source).expanduser() / src_path) if source else src_path

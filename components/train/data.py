@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from latxa.errors import LatxaError
+from latxa.jsonl import JSONLineError, loads_line
 
 COLUMNS = ("input_ids", "labels", "position_ids")
 
@@ -52,9 +53,11 @@ def inspect_packed(data_dir: str | Path, check_rows: bool = True) -> PackedInfo:
     if not manifest_path.is_file():
         raise DataFormatError(f"{data_dir} has no manifest.json, so it is not a packed dataset from `latxa data prepare`.")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{manifest_path}:{err.lineno} is not valid JSON ({err.msg}).") from None
+        manifest = loads_line(manifest_path.read_text(encoding="utf-8"))
+    except JSONLineError as err:
+        raise DataFormatError(f"{manifest_path}:{err.line}: {err.reason}.") from None
+    if not isinstance(manifest, dict):
+        raise DataFormatError(f"{manifest_path} is not a packed dataset's manifest (not a JSON object).")
     for key in ("seq_len", "num_rows", "shards"):
         if key not in manifest:
             raise DataFormatError(f"{manifest_path} lacks the required key '{key}'.")
@@ -65,9 +68,9 @@ def inspect_packed(data_dir: str | Path, check_rows: bool = True) -> PackedInfo:
     stats = {}
     if (data_dir / "stats.json").is_file():
         try:
-            stats = json.loads((data_dir / "stats.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"{data_dir / 'stats.json'}:{err.lineno} is not valid JSON ({err.msg}).") from None
+            stats = loads_line((data_dir / "stats.json").read_text(encoding="utf-8"))
+        except JSONLineError as err:
+            raise DataFormatError(f"{data_dir / 'stats.json'}:{err.line}: {err.reason}.") from None
     rows = 0
     max_id = -1
     trainable = 0

@@ -251,6 +251,9 @@ def test_an_empty_dataset_is_refused(tiny_model, tmp_path, h):
     ('{"shards": []}', None, "stats.json"),
     ('{"shards": []}', "{not json", "stats.json"),
     ('[1, 2]', None, "not a JSON object"),
+    ("[" * 100_000, None, "manifest.json:1: JSON nested deeper than 64 levels"),          # was a RecursionError
+    ('{"shards": []}', '{"rows": ' + "7" * 5000 + "}", "stats.json:1: an integer with more than"),  # a ValueError
+    ('{"shards": []}', '{\n"rows": 1,\n}', "stats.json:3: malformed JSON (Expecting property name"),
 ])
 def test_data_show_on_a_broken_folder_is_one_sentence(manifest, stats, why, tmp_path, inproc):
     (tmp_path / "manifest.json").write_text(manifest)
@@ -258,3 +261,18 @@ def test_data_show_on_a_broken_folder_is_one_sentence(manifest, stats, why, tmp_
         (tmp_path / "stats.json").write_text(stats)
     code, out, err = inproc("data", "show", str(tmp_path))
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and why in err, err
+
+
+def test_clean_and_heldout_refuse_hostile_lines_in_one_sentence(tmp_path, inproc, hostile_json, one_sentence):
+    """reference_sets.read_rows: a 100,000-deep line or a 5000-digit integer was a RecursionError / ValueError
+    traceback out of `latxa data clean` and `latxa data heldout`; a syntax error names the column."""
+    good = json.dumps({"conversation_id": "magpie_1", "conversations": [{"role": "user", "content": "a"},
+                                                                        {"role": "assistant", "content": "b"}]})
+    cases = {**hostile_json, '{"conversations": [}': r"malformed JSON (Expecting value at column 20)"}
+    for line, reason in cases.items():
+        bad = tmp_path / "in.jsonl"
+        bad.write_text(f"{good}\n\n{line}\n")
+        for argv in (["clean"], ["heldout", "aya"]):
+            code, _, err = inproc("data", *argv, str(bad), "--out", str(tmp_path / "o.jsonl"))
+            one_sentence(code, err, f"{bad}:3", reason)
+        assert not list(tmp_path.glob("o.jsonl*"))   # nothing written, no temporary file left behind

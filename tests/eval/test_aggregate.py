@@ -141,8 +141,23 @@ def test_a_file_that_is_not_lm_eval_json_is_named(tmp_path):
     with pytest.raises(EvalError, match=r"results_2025-02-01T00-00-00.json:1: not lm-eval results JSON"):
         aggregate([tmp_path / "res"])
     (m / "results_2025-02-01T00-00-00.json").write_text('{"results": {"x": 1}\n')
-    with pytest.raises(EvalError, match=r"results_2025-02-01T00-00-00.json:2: not lm-eval results JSON \(invalid JSON"):
+    with pytest.raises(EvalError, match=r"results_2025-02-01T00-00-00.json:1: not lm-eval results JSON: malformed JSON "
+                                        r"\(Expecting ',' delimiter at column 21\)\.$"):
         aggregate([tmp_path / "res"])
+
+
+def test_hostile_results_files_are_one_sentence(tmp_path, cli, hostile_json, one_sentence):
+    """A results file nested 100,000 deep or with a 5000-digit integer was a RecursionError / ValueError traceback
+    out of `latxa eval aggregate`."""
+    m = tmp_path / "res" / "m1"
+    _write(m / "results_2025-01-01T00-00-00.json", "eus_trivia", 0.4)
+    bad = m / "results_2025-02-01T00-00-00.json"
+    for text, reason in hostile_json.items():
+        bad.write_text(text)
+        with pytest.raises(EvalError, match=rf"results_2025-02-01T00-00-00.json:1: not lm-eval results JSON: .*{reason}"):
+            aggregate([tmp_path / "res"])
+    res = cli("eval", "aggregate", str(tmp_path / "res"))
+    one_sentence(res.returncode, res.stderr, f"{bad}:1", "integer with more than")
 
 
 def test_formats_agree_with_the_json(tmp_path):

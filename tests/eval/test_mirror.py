@@ -119,7 +119,21 @@ def test_a_broken_row_names_file_and_line(cli, tmp_path, tiny_model, small_mirro
     res = cli("eval", "run", "--model", str(tiny_model), "--suite", "eu", "--task", "mmlu_eu", "--datasets",
               str(small_mirror), "--limit", "1", "--out", str(tmp_path / "o"))
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].startswith(f"error: {path}:3: invalid JSON")
+    assert res.stderr.strip().splitlines()[-1] == \
+        f"error: {path}:3: malformed JSON (Unterminated string starting at column 14)."
+
+
+def test_a_hostile_bias_row_is_one_sentence(cli, tmp_path, hostile_json, one_sentence):
+    """mirror.read_jsonl: a 100,000-deep row or a 5000-digit integer in a bias file was a RecursionError /
+    ValueError traceback out of `latxa eval fetch` (it counts each copied file's rows)."""
+    bias = write_bias(tmp_path / "bias")
+    path = bias / "bbq" / "fewshot" / "noMSE_4s.jsonl"
+    rows = path.read_text().splitlines()
+    for line, reason in hostile_json.items():
+        path.write_text("\n".join(rows + [line]) + "\n")
+        res = cli("eval", "fetch", "--suite", "paper", "--task", "bbq", "--to", str(tmp_path / "m"),
+                  "--bias-data", str(bias))
+        one_sentence(res.returncode, res.stderr, f"{bias}/bbq/fewshot/noMSE_4s.jsonl:{len(rows) + 1}", reason)
 
 
 def test_without_a_mirror_a_dataset_missing_from_the_hf_cache_is_one_sentence(cli, tmp_path, tiny_model):

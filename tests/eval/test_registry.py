@@ -98,3 +98,30 @@ def test_an_lm_eval_task_without_its_folder_is_refused(tmp_path):
                    "study:\n  - {task: x, language: eu, category: knowledge}\n")
     with pytest.raises(EvalError, match=r"reg.yaml:study\[0\]: benchmark 'x' comes from lm-eval but names no lm_eval_folder"):
         load_registry(bad)
+
+
+def test_eu_mini_data_files_with_hostile_lines_are_one_sentence(cli, tmp_path, tiny_model, monkeypatch, hostile_json,
+                                                                one_sentence):
+    """eu_mini_utils._read: a 100,000-deep line or a 5000-digit integer was a RecursionError / ValueError traceback
+    out of `latxa eval run --suite eu-mini`; a syntax error is one sentence too, naming the column."""
+    import re
+    import shutil
+
+    from latxa.components.eval.tasks.eu_mini import eu_mini_utils
+    from latxa.paths import SAMPLE_DATA
+
+    data = tmp_path / "benchmarks"
+    shutil.copytree(SAMPLE_DATA / "benchmarks", data)
+    monkeypatch.setenv("LATXA_EVAL_DATA", str(data))
+    path = data / "qnli_eu.jsonl"
+    rows = path.read_text(encoding="utf-8").splitlines()
+    cases = {**hostile_json, '{"question": 1,}': "malformed JSON (Expecting property name enclosed in double quotes "
+                                                  "at column 16)"}
+    for line, reason in cases.items():
+        path.write_text("\n".join(rows[:1] + [line] + rows[1:]) + "\n", encoding="utf-8")
+        with pytest.raises(EvalError, match=rf"qnli_eu.jsonl:2: .*{re.escape(reason)}"):
+            eu_mini_utils.load_qnli()
+    path.write_text("\n".join(rows[:1] + ["[" * 100_000] + rows[1:]) + "\n", encoding="utf-8")
+    res = cli("eval", "run", "--model", str(tiny_model), "--suite", "eu-mini", "--task", "eu_mini_qnli", "--limit", "1",
+              "--out", str(tmp_path / "o"))     # through lm-eval's task loading
+    one_sentence(res.returncode, res.stderr, f"{path}:2", "nested deeper than 64 levels")

@@ -90,8 +90,23 @@ def test_votes_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(LatxaError, match=r"bad.jsonl:3: winner must be one of"):
         load_votes_jsonl(bad)
     bad.write_text("{not json\n")
-    with pytest.raises(LatxaError, match=r"bad.jsonl:1: not valid JSON"):
+    with pytest.raises(LatxaError, match=r"bad.jsonl:1: malformed JSON \(Expecting property name .* at column 2\)\.$"):
         load_votes_jsonl(bad)
+
+
+def test_hostile_votes_lines_are_one_sentence(cli, tmp_path, hostile_json, one_sentence):
+    """A line nested 100,000 deep or with a 5000-digit integer was a RecursionError / ValueError traceback."""
+    from latxa.components.arena.ratings import load_votes_jsonl
+    from latxa.errors import LatxaError
+
+    vote = json.dumps({"model_a": "x", "model_b": "y", "winner": "tie", "winner_content": "tie", "winner_language": "tie"})
+    for line, reason in hostile_json.items():
+        bad = tmp_path / "votes.jsonl"
+        bad.write_text(f"{vote}\n\n{line}\n{vote}\n")
+        res = cli("arena", "ratings", "--votes", str(bad))   # the published-format reader
+        one_sentence(res.returncode, res.stderr, f"{bad}:3", reason)
+        with pytest.raises(LatxaError, match=rf"votes.jsonl:3: .*{reason}"):
+            load_votes_jsonl(bad)
 
 
 def test_cli_ratings_json_and_plots(cli, votes_file, tmp_path):

@@ -179,6 +179,23 @@ def test_malformed_shard_names_file_and_row(tmp_path, packed_data, tiny_model):
     assert f"{shard}:3 has labels of length 255" in str(err.value)
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("[" * 100_000, "manifest.json:1: JSON nested deeper than 64 levels"),                      # was a RecursionError
+    ('{"seq_len": ' + "7" * 5000 + "}", "manifest.json:1: an integer with more than"),          # was a ValueError
+    ('{\n"seq_len": 256,\n}', "manifest.json:3: malformed JSON (Expecting property name"),
+    ("[1, 2]", "manifest.json is not a packed dataset's manifest"),
+])
+def test_a_hostile_manifest_is_one_sentence(tmp_path, packed_data, tiny_model, text, reason):
+    from latxa.errors import LatxaError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(packed_data, bad)
+    (bad / "manifest.json").write_text(text)
+    with pytest.raises(LatxaError) as err:
+        plan_training(_job(tmp_path, packed_data, tiny_model, data_dir=bad))
+    assert reason in str(err.value) and "\n" not in str(err.value), str(err.value)[:300]
+
+
 def test_cli_rejects_bad_config_before_starting_ray(cli, tmp_path, packed_data, tiny_model):
     out = tmp_path / "out"
     r = cli("train", "--variant", VARIANT, "--data", str(packed_data), "--out", str(out), "--model", str(tiny_model),

@@ -7,7 +7,6 @@ Nothing is downloaded.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,20 +24,15 @@ def data_dir() -> Path:
 
 def _read(name: str, check) -> list[dict]:
     from latxa.components.eval.errors import EvalError
+    from latxa.jsonl import iter_lines
 
     path = data_dir() / name
     if not path.is_file():
         raise EvalError(f"{path}: eu-mini data file not found (set LATXA_EVAL_DATA to the folder holding it).")
     rows = []
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                problem = check(row)
-            except json.JSONDecodeError as err:
-                problem = f"invalid JSON ({err.msg})"
+        for lineno, row in iter_lines(fh, str(path), EvalError):
+            problem = check(row)
             if problem:
                 raise EvalError(f"{path}:{lineno}: {problem}.")
             rows.append(row)
