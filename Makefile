@@ -50,8 +50,9 @@ sysdeps:
 demo: venv
 	$(BIN)/latxa demo
 
-# Two pytest sessions side by side: the SLURM tests (mostly waiting on the scheduler and job start-up) and the rest
-# (scripts/test_lanes.py; LATXA_TEST_LANES=1 for one session). Each lane prints its 25 slowest tests.
+# Two pytest sessions side by side: the jobs lane (SLURM tests, mostly waiting on the scheduler and job start-up, and
+# the pipeline tests) and the rest (scripts/test_lanes.py; LATXA_TEST_LANES=1 for one session). Each lane prints
+# its 25 slowest tests.
 test: venv sysdeps arena-tools lint
 	$(BIN)/python scripts/test_lanes.py --durations=25 $(PYTEST_ARGS)
 

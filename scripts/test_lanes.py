@@ -1,17 +1,18 @@
 """`make test`'s runner: the whole suite as two pytest sessions ("lanes") running side by side.
 
-The SLURM lane holds every test that uses the local SLURM cluster (``tests/conftest.py`` marks them ``slurm`` at
-collection: any test whose fixtures include ``slurm_cluster``). Those tests spend much of their time waiting on
-the scheduler, on job start-up and on requeue holds, so the rest of the suite runs beside them in the main lane.
-Each lane is a complete pytest session of its own (its own numbered temporary folder, session fixtures and cache);
-no test runs twice and none is left out: a test is in the SLURM lane iff ``-m slurm`` selects it.
+The jobs lane holds every test that uses the local SLURM cluster and the pipeline tests (``tests/conftest.py``
+marks them ``lane_jobs`` at collection). The SLURM tests spend much of their time waiting on the scheduler, on
+job start-up and on requeue holds, and the sequential suite kept the 2 cores about 65 % busy, so the rest of the
+suite runs beside them in the main lane; the pipeline tests join the jobs lane so that both lanes take about as
+long. Each lane is a complete pytest session of its own (its own numbered temporary folder, session fixtures and
+cache); no test runs twice and none is left out: a test is in the jobs lane iff ``-m lane_jobs`` selects it.
 
-The main lane prints as it goes. The SLURM lane writes to ``test-artifacts/lanes/slurm.log``, which is printed
+The main lane prints as it goes. The jobs lane writes to ``test-artifacts/lanes/jobs.log``, which is printed
 whole when both lanes are done, so each lane's report reads in one piece. The exit status is the first non-zero
 status of the two (pytest's 5, "no tests collected", counts as success when the other lane ran tests).
 
     python scripts/test_lanes.py [PYTEST ARGS...]      # what `make test` runs, with $(PYTEST_ARGS)
-    LATXA_TEST_LANES=1 python scripts/test_lanes.py    # one session, the SLURM tests in it (no lanes)
+    LATXA_TEST_LANES=1 python scripts/test_lanes.py    # one session (no lanes)
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def main(argv: list[str]) -> int:
         # one session: asked for, or the caller selects by marker itself (lanes would intersect its selection)
         return subprocess.call([sys.executable, "-m", "pytest", *argv], cwd=REPO)
     LOGS.mkdir(parents=True, exist_ok=True)
-    slurm_log = LOGS / "slurm.log"
+    jobs_log = LOGS / "jobs.log"
     start = time.monotonic()
-    lanes = {"slurm": _pytest(argv, "slurm", "slurm", slurm_log), "main": _pytest(argv, "main", "not slurm", None)}
+    lanes = {"jobs": _pytest(argv, "jobs", "lane_jobs", jobs_log), "main": _pytest(argv, "main", "not lane_jobs", None)}
 
-    def stop(signum, _frame):   # CI cancelling the job: stop both sessions, then report what the SLURM lane had
+    def stop(signum, _frame):   # CI cancelling the job: stop both sessions, then report what the jobs lane had
         for proc in lanes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -76,10 +77,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     statuses = {name: proc.wait() for name, proc in lanes.items()}
-    print(f"\n{'=' * 30} SLURM lane ({slurm_log.relative_to(REPO)}) {'=' * 30}", flush=True)
-    sys.stdout.write(slurm_log.read_text(errors="replace"))
+    print(f"\n{'=' * 30} jobs lane ({jobs_log.relative_to(REPO)}) {'=' * 30}", flush=True)
+    sys.stdout.write(jobs_log.read_text(errors="replace"))
     took = time.monotonic() - start
-    print(f"\nlanes: main exited {statuses['main']}, slurm exited {statuses['slurm']}; "
+    print(f"\nlanes: main exited {statuses['main']}, jobs exited {statuses['jobs']}; "
           f"{took // 60:.0f} min {took % 60:.0f} s in all", flush=True)
     return _combined(statuses)
 

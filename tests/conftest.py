@@ -22,13 +22,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+# Areas run in `make test`'s jobs lane beside the SLURM tests, so that the two lanes take about as long (the
+# pipelines' kfp.local sweeps are ~5 of the suite's ~32 sequential minutes; BENCHMARKS.md has the figures).
+JOBS_LANE_AREAS = ("pipelines",)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test that uses the local SLURM cluster is marked ``slurm``, whatever its module says: `make test` runs
-    ``-m slurm`` and ``-m "not slurm"`` as two lanes side by side (scripts/test_lanes.py), and only the SLURM lane
-    may start the cluster."""
+    """Every test that uses the local SLURM cluster is marked ``slurm``, whatever its module says; those and the
+    tests of :data:`JOBS_LANE_AREAS` are marked ``lane_jobs``. `make test` runs ``-m lane_jobs`` and
+    ``-m "not lane_jobs"`` as two pytest sessions side by side (scripts/test_lanes.py), so only the jobs lane
+    starts the SLURM cluster."""
+    tests_dir = Path(__file__).parent
     for item in items:
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
+        try:
+            area = item.path.relative_to(tests_dir).parts[0]
+        except ValueError:
+            area = ""
+        if item.get_closest_marker("slurm") or area in JOBS_LANE_AREAS:
+            item.add_marker(pytest.mark.lane_jobs)
 
 
 @pytest.fixture(scope="session", autouse=True)
