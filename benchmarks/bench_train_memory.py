@@ -252,6 +252,12 @@ def run_sharded(work: Path) -> list[dict]:
     return [json.loads((work / f"load_sharded.json.rank{r}").read_text()) for r in (0, 1)]
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The median of 3 runs by rise, with the range of the rises."""
+    runs = sorted(runs, key=lambda r: r["delta_mib"])
+    return {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
+
+
 SMALL_STEPS = ("attention_masked", "attention_maskless", "loss_full", "loss_chunked")
 
 
@@ -272,8 +278,7 @@ def measure(work: Path, tensor_check: bool = False) -> dict:
                 res[name + suffix + "_runs"].append(run_step(name, work, env))
     for name in SMALL_STEPS:
         for suffix in variants:
-            runs = sorted(res[name + suffix + "_runs"], key=lambda r: r["delta_mib"])
-            res[name + suffix] = {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
+            res[name + suffix] = _median_run(res[name + suffix + "_runs"])
     if tensor_check:
         for name in ("attention_masked", "attention_maskless"):
             res[name + "_tensors"] = run_step(name + "_tensors", work)
@@ -284,8 +289,7 @@ def measure(work: Path, tensor_check: bool = False) -> dict:
             shutil.rmtree(work / "export", ignore_errors=True)
             res["export" + suffix + "_runs"].append(run_step("export", work, env))
     for suffix in variants:
-        runs = sorted(res["export" + suffix + "_runs"], key=lambda r: r["delta_mib"])
-        res["export" + suffix] = {**runs[1], "delta_mib_range": [runs[0]["delta_mib"], runs[-1]["delta_mib"]]}
+        res["export" + suffix] = _median_run(res["export" + suffix + "_runs"])
     worst_rank = max(r["peak_mib"] for r in res["load_sharded"])
     worst_rank_delta = max(r["delta_mib"] for r in res["load_sharded"])
     res["ratios"] = {

@@ -48,6 +48,21 @@ def api_key(monkeypatch) -> str:
     return TEST_API_KEY
 
 
+# Arena settings of every test server: no reading delay, limits far above what a test sends.
+TEST_ARENA = dict(min_reading_seconds=0.0, admin_token="admin-secret", rate_votes_per_minute=1000,
+                  rate_battles_per_minute=1000, rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000,
+                  rate_requests_per_minute_ip=100000, leaderboard_cache_seconds=0)
+
+
+def _database_url(request, arena_db: str, tmp_path: Path, made: list, prefix: str) -> str:
+    """A fresh arena database for the next server of a test: SQLite in ``tmp_path``, or the PostgreSQL one."""
+    if arena_db == "postgresql":
+        if made:
+            raise RuntimeError("one PostgreSQL arena per test")
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path}/{prefix}-{len(made)}.db"
+
+
 @pytest.fixture
 def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_key):
     """make_arena(**arena_settings) -> (TestClient, ArenaSettings) on a fresh database (SQLite, or PostgreSQL when
@@ -60,17 +75,8 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_ke
     clients = []
 
     def make(api=None, **overrides):
-        if arena_db == "postgresql":
-            if clients:
-                raise RuntimeError("one PostgreSQL arena per test")
-            url = request.getfixturevalue("postgres_url")
-        else:
-            url = f"sqlite:///{tmp_path}/arena-{len(clients)}.db"
-        base = dict(database_url=url, min_reading_seconds=0.0,
-                    admin_token="admin-secret", rate_votes_per_minute=1000, rate_battles_per_minute=1000,
-                    rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000, rate_requests_per_minute_ip=100000,
-                    leaderboard_cache_seconds=0)
-        settings = ArenaSettings(**{**base, **overrides})
+        url = _database_url(request, arena_db, tmp_path, clients, "arena")
+        settings = ArenaSettings(**{"database_url": url, **TEST_ARENA, **overrides})
         models, backends = serve_models, local_backends
         if settings.protocol != "latxa":   # the protocol's generation settings, as load_serve_config applies them
             from latxa.serving.arena.protocol import load_protocol
@@ -89,11 +95,6 @@ def make_arena(request, arena_db, tmp_path, serve_models, local_backends, api_ke
     yield make
     for c in clients:
         c.close()
-
-
-TEST_ARENA = dict(min_reading_seconds=0.0, admin_token="admin-secret", rate_votes_per_minute=1000,
-                  rate_battles_per_minute=1000, rate_messages_per_minute=1000, rate_auth_per_minute_ip=1000,
-                  rate_requests_per_minute_ip=100000, leaderboard_cache_seconds=0)
 
 
 class LiveServer:
@@ -137,12 +138,7 @@ def live_arena(request, arena_db, tmp_path, serve_models, local_backends, api_ke
     servers = []
 
     def make(models=None, backends=None, api=None, limits=None, rng=None, **overrides):
-        if arena_db == "postgresql":
-            if servers:
-                raise RuntimeError("one PostgreSQL arena per test")
-            url = request.getfixturevalue("postgres_url")
-        else:
-            url = f"sqlite:///{tmp_path}/live-{len(servers)}.db"
+        url = _database_url(request, arena_db, tmp_path, servers, "live")
         settings = ArenaSettings(**{"database_url": url, **TEST_ARENA, **overrides})
         cfg = ServeConfig(models=models or serve_models, arena=settings, api=ApiSettings(**(api or {})),
                           limits=ServerLimits(**(limits or {})))

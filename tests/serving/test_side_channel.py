@@ -39,6 +39,14 @@ def _models_of(db_url: str, bid: str) -> tuple[str, str]:
     return row[0], row[1]
 
 
+def _attacker(client: httpx.Client) -> dict:
+    """Register the attacking participant; the headers of its requests."""
+    token = client.post("/api/participants", json={"username": "erasotzailea", "password": "pasahitza-8",
+                                                   "consent": True, "basque_level": "C1",
+                                                   "education": "master"}).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _open(client: httpx.Client, path: str, body: dict, headers: dict):
     resp = client.send(client.build_request("POST", path, json=body, headers=headers), stream=True)
     assert resp.status_code == 200, resp.read()
@@ -102,10 +110,7 @@ def test_a_model_kept_busy_through_v1_does_not_show(live_arena, long_models, api
     assert keyless.status_code == 401   # an attacker without the key cannot keep anything busy this way
     trials = []
     with httpx.Client(base_url=server.url, timeout=120) as arena, httpx.Client(base_url=server.url, timeout=120) as v1:
-        token = arena.post("/api/participants", json={"username": "erasotzailea", "password": "pasahitza-8",
-                                                       "consent": True, "basque_level": "C1",
-                                                       "education": "master"}).json()["token"]
-        h = {"Authorization": f"Bearer {token}"}
+        h = _attacker(arena)
         for i in range(TRIALS):
             # the busy model alternates, so what tells the two models apart anyway (their answers: how long,
             # how many events) is right about "the busy one" exactly half the time; only busyness could do better
@@ -138,10 +143,7 @@ def test_a_model_kept_busy_by_another_battle_does_not_show(live_arena, long_mode
     db = server.cfg.arena.database_url
     trials = []
     with httpx.Client(base_url=server.url, timeout=120) as c1, httpx.Client(base_url=server.url, timeout=120) as c2:
-        token = c1.post("/api/participants", json={"username": "erasotzailea", "password": "pasahitza-8",
-                                                    "consent": True, "basque_level": "C1",
-                                                    "education": "master"}).json()["token"]
-        h = {"Authorization": f"Bearer {token}"}
+        h = _attacker(c1)
         attempts = 0
         while len(trials) < TRIALS:
             attempts += 1
